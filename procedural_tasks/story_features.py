@@ -16,6 +16,19 @@ Two kinds, with different claims:
    recall, never precision, because a corrupted planted sentence no longer matches. They say nothing useful about
    real stories: a real twist has no fixed form.
 
+   Measured on 10,000 held-out stories (default config, seed 2024; corruption rng seed 7), recall per feature
+   (precision was 1.0 everywhere it was defined; clean accuracy 1.0 for all six):
+
+   | corruption     | twist | foreshadowing | dialogue | badending | moralvalue | conflict |
+   |----------------|-------|---------------|----------|-----------|------------|----------|
+   | none           | 1.00  | 1.00          | 1.00     | 1.00      | 1.00       | 1.00     |
+   | truncate       | 0.64  | 0.36          | 0.89     | 0.00      | 0.31       | 0.77     |
+   | drop_sentence  | 0.82  | 0.68          | 0.90     | 0.82      | 0.81       | 0.83     |
+   | word_noise 10% | 0.34  | 0.08          | 0.90     | 0.38      | 0.31       | 0.27     |
+
+   So a generation only counts as having a feature if it reproduces the planted form whole: a strict judge, which
+   under-counts sloppy generations (truncation always cuts the final sentence, hence badending recall 0).
+
 On real TinyStories text (`label_exact_features`) only dialogue is labelled. Twist, foreshadowing, bad ending,
 moral value and conflict have no exact surface form there; a keyword rule ("learned that", "sad") would give
 labels of unknown precision, and the study's labels came from GPT-4 prompts, not the text, so we leave them

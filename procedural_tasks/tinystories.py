@@ -11,6 +11,10 @@ A `StoryRecord` keeps two feature sets apart:
 label all six; the plain-text sample labels none until `story_features.label_exact_features` adds dialogue.
 Transforms that filter on a feature refuse records where it is not labelled, instead of treating "unknown" as "absent".
 
+The hub loader downloads `TinyStories_all_data.tar.gz` (over 1 GB) into the Hugging Face cache once and
+extracts its 50 `data*.json` shards to `$FTMECH_DATA_DIR/tinystories/` (default `~/.cache/ftmech/`); later calls read
+the shards and never touch the network. Without the shards and without network it raises OfflineError at once.
+
 Feature names are lowercase everywhere in the code (as in the study's `STORY_FEATURES`). In the Instruct text they
 are written with `str.capitalize()`, exactly as the study's `make_instruction` does: "Twist", "Badending",
 "Moralvalue" (not the hub's "BadEnding"), so that a tokenizer and model see the study's strings.
@@ -335,7 +339,7 @@ def load_hub_stories(
 ) -> list[StoryRecord]:
     """TinyStories with its Instruct metadata from the hub (`TinyStories_all_data`), as StoryRecords.
 
-    `max_shards` reads only the first shards of the split (each holds about 50K stories).
+    `max_shards` reads only the first shards of the split (the archive has 50 shards in all).
     """
     if max_shards is not None and max_shards < 1:
         raise ConfigError(f"max_shards {max_shards} must be at least 1 (or None for all), e.g. max_shards=1")

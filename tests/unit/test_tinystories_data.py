@@ -525,3 +525,21 @@ def test_tokenizer_config_and_corpus_are_checked():
         StoryTokenizerConfig(vocab_size=100)
     with pytest.raises(DataError, match="empty"):
         train_tokenizer(["", "  "])
+
+
+def test_corrupt_story_rejects_unknown_kinds():
+    with pytest.raises(ConfigError, match="not a corruption"):
+        corrupt_story("A. B.", kind="shuffle", rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        DeletionConfig(kind="refusal", p=0.5),
+        StoryGeneratorConfig(p_twist=0.1, seed=3),
+        StoryTokenizerConfig(vocab_size=512),
+    ],
+)
+def test_configs_round_trip_through_json(config):
+    interp_config = pytest.importorskip("interp.config")
+    assert interp_config.from_json(type(config), interp_config.to_json(config)) == config
