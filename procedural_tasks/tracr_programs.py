@@ -314,7 +314,9 @@ def output_encoding_for(config: ProgramConfig) -> dict[int | str, int]:
     return {letter: i for i, letter in enumerate(sorted(config.vocab))}
 
 
-def encode(letters: Sequence[Sequence[str]] | np.ndarray, *, config: ProgramConfig) -> np.ndarray:
+def encode(
+    letters: Sequence[Sequence[str] | np.ndarray] | np.ndarray, *, config: ProgramConfig
+) -> np.ndarray:
     """Token ids (example, 1 + longest) int64: BOS, the letters, then PAD up to the longest input."""
     rows = [list(row) for row in letters]
     if not rows:
