@@ -1,0 +1,258 @@
+"""The ``ftmech`` command line: one subcommand per stage or analysis.
+
+Flags are config field names in kebab case. Library errors (``FtmechError``) print one line,
+``ftmech: error: ...``, and exit with code 2; anything else is a bug and keeps its traceback.
+Task packages are imported inside the handlers, so ``interp`` itself never depends on them.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from interp.errors import ConfigError, FtmechError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are ConfigErrors (one line, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def _common_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--batch-size", type=int, help="sequences per step (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default $FTMECH_THREADS or 1)")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations")
+    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a killed run in --out exactly where it stopped"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _train_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {"seed": args.seed, "device": args.device, "threads": args.threads}
+    for flag in ("steps", "lr", "batch_size", "eval_every", "checkpoint_every"):
+        if getattr(args, flag) is not None:
+            changes[flag] = getattr(args, flag)
+    return changes
+
+
+# --- data ------------------------------------------------------------------------------------------
+
+
+def _task_config_from_args(args: argparse.Namespace):
+    from procedural_tasks.pcfg_protocols import study_preset
+    from procedural_tasks.pcfg_tasks import parse_prior
+
+    task = study_preset(args.preset).task
+    changes: dict[str, Any] = {}
+    if args.window is not None:
+        changes["window"] = args.window
+    if args.region is not None:
+        changes["region"] = args.region
+        changes["region_min"] = None if task.region_min is None else min(task.region_min, args.region)
+    if getattr(args, "families", None):
+        changes["families"] = tuple(args.families.split(","))
+    if getattr(args, "prior", None) is not None:
+        changes["prior"] = parse_prior(args.prior)
+    if getattr(args, "jailbreak_frac", None) is not None:
+        changes["jailbreak_frac"] = args.jailbreak_frac
+    if not changes:
+        return task
+    window = changes.get("window", task.window)
+    if "region" not in changes and task.region > window:
+        raise ConfigError(
+            f"window {window} is smaller than the preset's region {task.region}; pass --region too"
+        )
+    return dataclasses.replace(task, **changes)
+
+
+def _task_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="cpu", help="study preset: cpu, paper or tiny")
+    p.add_argument("--window", type=int, help="text tokens per sample")
+    p.add_argument("--region", type=int, help="counted region (the largest O' when O' varies)")
+
+
+def cmd_data_pcfg(args: argparse.Namespace) -> None:
+    from interp.runtime import numpy_rng
+    from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec, sample
+
+    family = {
+        "count": "count",
+        "count_bigram": "count_bigram",
+        "index": "index",
+        "index_bigram": "index_bigram",
+        "token": "token",
+    }.get(args.task)
+    if family is None:
+        raise ConfigError(f"unknown task '{args.task}'; use one of {', '.join(FAMILIES)}")
+    config = _task_config_from_args(args)
+    spec = SampleSpec(family=family, operand=args.operand, c=args.c_tr, q=args.q)
+    rng = numpy_rng(args.seed)
+    for _ in range(args.n):
+        s = sample(config, spec, rng)
+        print(
+            json.dumps(
+                {
+                    "tokens": s.tokens,
+                    "text": s.text,
+                    "task": s.family,
+                    "operand": s.operand,
+                    "answer": s.answer,
+                    "correlated": s.correlated,
+                    "region": s.region,
+                }
+            )
+        )
+
+
+def cmd_data_strings(args: argparse.Namespace) -> None:
+    from interp.runtime import numpy_rng
+    from procedural_tasks.pcfg import sample_string, to_text
+
+    rng = numpy_rng(args.seed)
+    for _ in range(args.n):
+        print(" ".join(to_text(sample_string(rng))))
+
+
+# --- stages ----------------------------------------------------------------------------------------
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from interp.models import preset as model_preset
+    from interp.training import TrainConfig
+    from procedural_tasks.pcfg_protocols import PretrainConfig, run_pretrain, study_preset, write_json
+
+    sp = study_preset(args.preset)
+    if args.config:
+        from interp.config import load_config
+
+        config = load_config(PretrainConfig, args.config)
+    else:
+        train = TrainConfig(steps=sp.pretrain_steps, batch_size=sp.batch_size, lr=1e-3, eval_every=250)
+        config = PretrainConfig(
+            task=_task_config_from_args(args),
+            model=model_preset(args.model or sp.model),
+            train=train,
+            eval_n=sp.eval_n,
+        )
+    config = dataclasses.replace(
+        config,
+        train=dataclasses.replace(config.train, **_train_changes(args)),
+        model=dataclasses.replace(config.model, seed=args.seed),
+    )
+    result = run_pretrain(config, args.out, resume=args.resume, progress=not args.no_progress)
+    summary = {
+        "out": args.out,
+        "wall_seconds": round(result.wall_seconds, 1),
+        "final_eval": result.history[-1]["eval"],
+    }
+    write_json(Path(args.out) / "summary.json", summary)
+    _print_json(
+        {
+            k: (v if k != "final_eval" else {n: e["accuracy"] for n, e in v.items()})
+            for k, v in summary.items()
+        }
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from procedural_tasks.pcfg_protocols import evaluate_checkpoint
+    from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec
+
+    if args.task not in FAMILIES:
+        raise ConfigError(f"unknown task '{args.task}'; use one of {', '.join(FAMILIES)}")
+    spec = (
+        SampleSpec(
+            family=args.task,
+            operand=args.operand,
+            c=args.c_te,
+            operand_pt=args.operand_pt,
+            operand_ft=args.operand,
+            q=args.q,
+        )
+        if args.c_te
+        else SampleSpec(family=args.task, operand=args.operand)
+    )
+    _print_json(evaluate_checkpoint(args.dir, spec, args.n, seed=args.seed, device=args.device))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ftmech", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="print task data as JSON lines")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    p = data_sub.add_parser("pcfg", help="PCFG task samples, one JSON object per line")
+    _task_flags(p)
+    p.add_argument("--task", default="count", help="count, count_bigram, index, index_bigram or token")
+    p.add_argument("--operand", default="a", help="a, b, c (or a bigram such as ab)")
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--c-tr", type=float, default=0.0, help="fraction of samples with the spurious correlation"
+    )
+    p.add_argument("--q", type=int, default=1, help="planted offset r(x, b) - r(x, a)")
+    p.set_defaults(handler=cmd_data_pcfg)
+    p = data_sub.add_parser("pcfg-strings", help="full grammar strings, one per line")
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=cmd_data_strings)
+
+    p = sub.add_parser("pretrain", help="pretrain a model on the PCFG task mixture")
+    _task_flags(p)
+    p.add_argument("--prior", help="operand prior over (a,b,c): 0.9,0.1,0 or low|medium|high|only_b|no_a")
+    p.add_argument("--families", help="comma-separated task families")
+    p.add_argument("--jailbreak-frac", type=float, help="fraction of counting samples with a jailbreak token")
+    p.add_argument("--model", help="architecture preset (default: the study preset's)")
+    p.add_argument("--config", help="a PretrainConfig JSON/YAML file; flags override it")
+    p.add_argument("--out", required=True, help="output directory")
+    _common_train_flags(p)
+    p.set_defaults(handler=cmd_pretrain)
+
+    p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
+    p.add_argument("dir", help="checkpoint directory")
+    p.add_argument("--task", default="count")
+    p.add_argument("--operand", default="a")
+    p.add_argument("--operand-pt", default="a", help="O_PT of the correlation (with --c-te > 0)")
+    p.add_argument("--c-te", type=float, default=0.0, help="fraction of test samples with the correlation")
+    p.add_argument("--q", type=int, default=1)
+    p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ftmech``; returns the exit code (2 for user errors)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args) or 0)
+    except FtmechError as exc:
+        print(f"ftmech: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "ftmech: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

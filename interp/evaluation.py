@@ -1,0 +1,77 @@
+"""Exact-match accuracy at the answer position, reported beside the set's chance floors."""
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from interp.batches import Batch, EvalSet
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy and loss on one evaluation set, with its floors.
+
+    ``majority_floor`` is the accuracy of always giving the most common answer; ``shortcut_floor`` the
+    accuracy of the shortcut answer (None when the set has none).
+    """
+
+    name: str
+    accuracy: float
+    loss: float
+    n: int
+    majority_floor: float
+    shortcut_floor: float | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def answer_logits(model: torch.nn.Module, batch: Batch) -> Float[Tensor, "batch d_vocab"]:
+    """Logits at each sequence's answer position."""
+    logits = model(batch.tokens)
+    return logits[torch.arange(len(batch), device=logits.device), batch.answer_pos]
+
+
+def majority_floor(answers: Int[Tensor, " batch"]) -> float:
+    """Accuracy of always answering the most common answer."""
+    counts = torch.bincount(answers.flatten().cpu())
+    return float(counts.max()) / max(1, answers.numel())
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, batch: Batch, *, batch_size: int = 512) -> tuple[Tensor, float]:
+    """Argmax answers and the mean answer cross-entropy over ``batch``, evaluated in chunks."""
+    device = next(model.parameters()).device
+    batch.check_vocab(model.cfg.d_vocab)
+    preds, loss_sum = [], 0.0
+    for chunk in batch.chunks(batch_size):
+        chunk = chunk.to(device)
+        logits = answer_logits(model, chunk)
+        loss_sum += float(F.cross_entropy(logits.float(), chunk.answers, reduction="sum"))
+        preds.append(logits.argmax(-1).cpu())
+    return torch.cat(preds), loss_sum / max(1, len(batch))
+
+
+def evaluate(model: torch.nn.Module, eval_set: EvalSet, *, batch_size: int = 512) -> EvalResult:
+    """Exact-match accuracy of the argmax answer, with the majority and shortcut floors."""
+    was_training = model.training
+    model.eval()
+    try:
+        preds, loss = predict(model, eval_set.batch, batch_size=batch_size)
+    finally:
+        model.train(was_training)
+    answers = eval_set.batch.answers.cpu()
+    shortcut = None
+    if eval_set.shortcut_answers is not None:
+        shortcut = float((eval_set.shortcut_answers.cpu() == answers).float().mean())
+    return EvalResult(
+        name=eval_set.name,
+        accuracy=float((preds == answers).float().mean()),
+        loss=loss,
+        n=len(answers),
+        majority_floor=majority_floor(answers),
+        shortcut_floor=shortcut,
+    )

@@ -1,0 +1,145 @@
+"""ModelConfig -> TransformerLens ``TransformerBridge``: the one place models are built.
+
+Models are TL-native transformers booted with ``TransformerBridge.boot_native`` (no hub access),
+so every TransformerLens tool (hooks, ``run_with_cache``, patching) works on them.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import transformer_lens.model_bridge.sources.native  # noqa: F401  (attaches TransformerBridge.boot_native)
+from transformer_lens.config import TransformerBridgeConfig
+from transformer_lens.model_bridge import TransformerBridge
+
+from interp.errors import ConfigError
+from interp.runtime import resolve_device
+
+ACT_FNS = ("gelu", "gelu_new", "relu", "silu")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Architecture of a decoder-only transformer (names as in TransformerLens)."""
+
+    n_layers: int  # transformer blocks
+    d_model: int  # residual stream width
+    n_heads: int  # attention heads per block
+    d_mlp: int  # MLP hidden width (ignored when attn_only)
+    d_vocab: int | None = None  # vocabulary size; set from the task's vocabulary
+    n_ctx: int | None = None  # context length; set from the task's sequence length
+    d_head: int | None = None  # per-head width; None means d_model // n_heads
+    act_fn: str = "gelu_new"  # MLP activation: gelu, gelu_new, relu, silu
+    normalization: Literal["LN", "RMS", "none"] = "LN"  # LayerNorm, RMSNorm or none (tracr)
+    positional: Literal["standard", "rotary"] = "standard"  # learned absolute positions or RoPE
+    gated_mlp: bool = False  # SwiGLU-style gated MLP (LLaMA)
+    attn_only: bool = False  # blocks without MLPs
+    seed: int = 0  # initialisation seed
+
+    def __post_init__(self) -> None:
+        for name in ("n_layers", "d_model", "n_heads", "d_mlp"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("d_vocab", "n_ctx", "d_head"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"model {name} must be >= 1 or unset, got {value}")
+        if self.d_head is None and self.d_model % self.n_heads:
+            raise ConfigError(
+                f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}; set d_head explicitly"
+            )
+        if self.act_fn not in ACT_FNS:
+            raise ConfigError(f"unknown act_fn '{self.act_fn}'; use one of {', '.join(ACT_FNS)}")
+        if self.normalization not in ("LN", "RMS", "none"):
+            raise ConfigError(f"unknown normalization '{self.normalization}'; use LN, RMS or none")
+        if self.positional not in ("standard", "rotary"):
+            raise ConfigError(f"unknown positional '{self.positional}'; use standard or rotary")
+        if self.positional == "rotary" and self.head_dim % 2:
+            raise ConfigError(f"rotary positions need an even d_head, got {self.head_dim}")
+
+    @property
+    def head_dim(self) -> int:
+        """Per-head width actually used."""
+        return self.d_head if self.d_head is not None else self.d_model // self.n_heads
+
+    def for_task(self, *, d_vocab: int, n_ctx: int) -> "ModelConfig":
+        """This architecture sized for a task's vocabulary and sequence length."""
+        return dataclasses.replace(self, d_vocab=d_vocab, n_ctx=n_ctx)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The smallest config found to learn the PCFG counting tasks on a 2-core CPU in minutes.
+    "cpu": ModelConfig(n_layers=3, d_model=64, n_heads=4, d_mlp=256),
+    # The study's minGPT (App. C.2): 6 blocks, 6 heads, d_model 192, GELU MLP 4x, LayerNorm.
+    "paper": ModelConfig(n_layers=6, d_model=192, n_heads=6, d_mlp=768),
+    # LLaMA-style story models: RMSNorm, rotary positions, SwiGLU.
+    "llama_cpu": ModelConfig(
+        n_layers=4,
+        d_model=128,
+        n_heads=4,
+        d_mlp=344,
+        act_fn="silu",
+        normalization="RMS",
+        positional="rotary",
+        gated_mlp=True,
+    ),
+    # The study's TinyStories model (91M): dim 768, 12 layers, 12 heads, SwiGLU hidden 2048.
+    "llama_91m": ModelConfig(
+        n_layers=12,
+        d_model=768,
+        n_heads=12,
+        d_mlp=2048,
+        act_fn="silu",
+        normalization="RMS",
+        positional="rotary",
+        gated_mlp=True,
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    """A named architecture preset; an unknown name is a ConfigError listing the valid ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model preset '{name}'; use one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def bridge_config(config: ModelConfig) -> TransformerBridgeConfig:
+    """The TransformerLens config for ``config`` (d_vocab and n_ctx must be set)."""
+    if config.d_vocab is None or config.n_ctx is None:
+        raise ConfigError("model d_vocab and n_ctx must be set before building; use ModelConfig.for_task")
+    return TransformerBridgeConfig(
+        d_model=config.d_model,
+        d_head=config.head_dim,
+        n_layers=config.n_layers,
+        n_ctx=config.n_ctx,
+        n_heads=config.n_heads,
+        d_vocab=config.d_vocab,
+        d_mlp=config.d_mlp,
+        act_fn=config.act_fn,
+        normalization_type=None if config.normalization == "none" else config.normalization,
+        final_rms=config.normalization == "RMS",
+        positional_embedding_type=config.positional,
+        gated_mlp=config.gated_mlp,
+        attn_only=config.attn_only,
+        seed=config.seed,
+    )
+
+
+def build_model(config: ModelConfig, *, device: str = "cpu") -> TransformerBridge:
+    """A randomly initialised TransformerBridge for ``config``, seeded by ``config.seed``.
+
+    Construction runs inside ``fork_rng``, so the caller's global RNG is left untouched.
+    """
+    return TransformerBridge.boot_native(bridge_config(config), device=resolve_device(device))
+
+
+def n_params(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device the model's parameters live on."""
+    return next(model.parameters()).device

@@ -1,0 +1,54 @@
+"""Devices, thread counts and seeded generators: the only place global torch state is set."""
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from interp.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> torch.device:
+    """Map ``auto|cpu|cuda`` (or ``cuda:N``) to a torch device; ``auto`` picks CUDA when present."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device '{device}' asked for but CUDA is not available; pass --device auto or cpu"
+            )
+        return torch.device(device)
+    raise ConfigError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
+
+
+def set_threads(n_threads: int | None) -> None:
+    """Set torch's intra-op threads; on a busy small CPU one thread per process is fastest."""
+    if n_threads is None:
+        n_threads = int(os.environ.get("FTMECH_THREADS", "1"))
+    if n_threads < 1:
+        raise ConfigError(f"threads must be >= 1, got {n_threads}")
+    torch.set_num_threads(n_threads)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch global RNGs, for code outside ftmech that uses them."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def numpy_rng(*seed: int) -> np.random.Generator:
+    """A numpy Generator from one or more ints (e.g. ``numpy_rng(seed, step)`` for per-step data)."""
+    return np.random.default_rng(list(seed))

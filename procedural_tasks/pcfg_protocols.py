@@ -1,0 +1,346 @@
+"""The study's PCFG protocols as runnable stages: pretraining, fine-tuning, reverse fine-tuning.
+
+Each stage takes a frozen config, trains with the one engine in ``interp.training`` and writes a
+checkpoint directory (``model.safetensors``, ``config.json``, ``metrics.jsonl``) whose metadata
+lets any later stage rebuild the task and its vocabulary.
+"""
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from interp.batches import Batch, EvalSet
+from interp.checkpoints import CheckpointInfo, atomic_write_text, load_checkpoint, save_checkpoint
+from interp.config import from_dict, to_dict
+from interp.errors import CheckpointError, ConfigError
+from interp.evaluation import evaluate
+from interp.models import ModelConfig, build_model
+from interp.training import RESUME_DIR, TrainConfig, TrainResult, train
+from procedural_tasks.pcfg_tasks import JAILBREAK_TOKENS, PCFGTask, PCFGTaskConfig, SampleSpec
+
+TASK_NAME = "pcfg"
+LR_LEVELS = ("L", "M", "S", "VS")
+# The study labels fine-tuning LRs two ways (protocol §3.4): the main text sets eta_M = eta_PT/10 and
+# eta_S = eta_PT/100, App. C.2 one decade lower. Each labelling maps a level to eta_PT / divisor.
+LR_LABELLINGS: dict[str, dict[str, float]] = {
+    "main_text": {"L": 1.0, "M": 10.0, "S": 100.0, "VS": 1000.0},
+    "appendix": {"L": 10.0, "M": 100.0, "S": 1000.0, "VS": 10000.0},
+}
+
+
+def lr_for_level(level: str, pretrain_lr: float, labelling: str = "main_text") -> float:
+    """The fine-tuning LR that ``labelling`` calls eta_``level`` for a given pretraining LR."""
+    if labelling not in LR_LABELLINGS:
+        raise ConfigError(f"unknown LR labelling '{labelling}'; use one of {', '.join(LR_LABELLINGS)}")
+    if level not in LR_LEVELS:
+        raise ConfigError(f"unknown LR level '{level}'; use one of {', '.join(LR_LEVELS)}")
+    return pretrain_lr / LR_LABELLINGS[labelling][level]
+
+
+# --- study presets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PCFGPreset:
+    """Sizes of a whole PCFG study: data shape, architecture and the length of each stage."""
+
+    task: PCFGTaskConfig
+    model: str  # name in interp.models.PRESETS
+    pretrain_steps: int
+    finetune_steps: int
+    reverse_steps: int
+    batch_size: int
+    eval_n: int  # sequences per evaluation set during training
+    final_eval_n: int  # sequences per evaluation set for final numbers
+
+
+PRESETS: dict[str, PCFGPreset] = {
+    "cpu": PCFGPreset(
+        task=PCFGTaskConfig(window=48, region=32, families=("count",)),
+        model="cpu",
+        pretrain_steps=2000,
+        finetune_steps=600,
+        reverse_steps=600,
+        batch_size=64,
+        eval_n=500,
+        final_eval_n=2000,
+    ),
+    "paper": PCFGPreset(
+        task=PCFGTaskConfig(window=250, region=40),
+        model="paper",
+        pretrain_steps=200_000,
+        finetune_steps=10_000,
+        reverse_steps=10_000,
+        batch_size=96,
+        eval_n=1000,
+        final_eval_n=5000,
+    ),
+    # For tests: a model that is quick to build and train (learns nothing useful).
+    "tiny": PCFGPreset(
+        task=PCFGTaskConfig(window=12, region=8, families=("count",)),
+        model="cpu",
+        pretrain_steps=20,
+        finetune_steps=10,
+        reverse_steps=10,
+        batch_size=16,
+        eval_n=64,
+        final_eval_n=128,
+    ),
+}
+
+
+def study_preset(name: str) -> PCFGPreset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; use one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# --- stage configs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig:
+    """Pretraining on the PCFG mixture (next-answer prediction on sampled families and operands)."""
+
+    task: PCFGTaskConfig
+    model: ModelConfig  # architecture; d_vocab and n_ctx are filled from the task
+    train: TrainConfig
+    eval_n: int = 500  # sequences per evaluation set
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinetuneConfig:
+    """Fine-tuning a pretrained model on counting O_FT with a planted spurious correlation."""
+
+    train: TrainConfig  # lr is the actual LR; lr_level/labelling record how it was chosen
+    operand_pt: str = "a"  # O_PT: the pretraining operand
+    operand_ft: str = "b"  # O_FT: the fine-tuning operand
+    c_tr: float = 1.0  # C_Tr: fraction of training samples with r(x, O_FT) = r(x, O_PT) + q
+    q: int = 1  # the planted offset
+    lr_level: str | None = None  # eta_L/M/S/VS when the LR came from a level
+    lr_labelling: str = "main_text"  # which of the study's labellings lr_level refers to
+    mix_pt_frac: float = 0.0  # fraction of each batch drawn from pretraining data (study E.1)
+    rand_ft: bool = False  # randFT (E.4): train on count-O_PT inputs to answer the count of O_FT
+    eval_n: int = 500  # sequences per evaluation set
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.c_tr <= 1:
+            raise ConfigError(f"c_tr must be in [0, 1], got {self.c_tr}")
+        if not 0 <= self.mix_pt_frac < 1:
+            raise ConfigError(f"mix_pt_frac must be in [0, 1), got {self.mix_pt_frac}")
+        if self.operand_pt == self.operand_ft:
+            raise ConfigError(f"operand_pt and operand_ft are both '{self.operand_pt}'; they must differ")
+        for op in (self.operand_pt, self.operand_ft):
+            if op not in ("a", "b", "c"):
+                raise ConfigError(f"operand '{op}' must be a terminal: a, b or c")
+        if self.lr_level is not None and self.lr_level not in LR_LEVELS:
+            raise ConfigError(f"unknown lr_level '{self.lr_level}'; use one of {', '.join(LR_LEVELS)}")
+
+
+def pretrain_spec() -> SampleSpec:
+    return SampleSpec()
+
+
+def finetune_spec(config: FinetuneConfig) -> SampleSpec:
+    """Training samples of a fine-tuning run (randFT answers O_FT's count on O_PT inputs)."""
+    if config.rand_ft:
+        return SampleSpec(
+            family="count",
+            operand=config.operand_pt,
+            c=config.c_tr,
+            operand_pt=config.operand_pt,
+            operand_ft=config.operand_ft,
+            q=config.q,
+            answer_operand=config.operand_ft,
+        )
+    return SampleSpec(
+        family="count",
+        operand=config.operand_ft,
+        c=config.c_tr,
+        operand_pt=config.operand_pt,
+        operand_ft=config.operand_ft,
+        q=config.q,
+    )
+
+
+def counting_eval_sets(
+    task: PCFGTask,
+    n: int,
+    *,
+    operand_pt: str = "a",
+    operand_ft: str = "b",
+    q: int = 1,
+    seed: int = 0,
+    jailbreak: bool = False,
+) -> list[EvalSet]:
+    """O_PT and O_FT counting at C_Te = 0 and 1 (names like ``count_a@cte0``), plus jailbreak tokens."""
+    sets = []
+    for operand in (operand_pt, operand_ft):
+        for c_te in (0, 1):
+            spec = SampleSpec(
+                family="count",
+                operand=operand,
+                c=float(c_te),
+                operand_pt=operand_pt,
+                operand_ft=operand_ft,
+                q=q,
+            )
+            sets.append(task.eval_set(eval_name(operand, c_te), spec, n, seed))
+    if jailbreak:
+        for token in JAILBREAK_TOKENS:
+            spec = SampleSpec(family="count", operand=operand_pt, family_token=token)
+            sets.append(task.eval_set(f"count_{operand_pt}@{token}", spec, n, seed))
+    return sets
+
+
+def eval_name(operand: str, c_te: int) -> str:
+    return f"count_{operand}@cte{c_te}"
+
+
+# --- running stages --------------------------------------------------------------------------------
+
+
+def task_metadata(
+    task_config: PCFGTaskConfig, task: PCFGTask, stage: str, stage_config: Any
+) -> dict[str, Any]:
+    return {
+        "task": TASK_NAME,
+        "task_config": to_dict(task_config),
+        "vocab": list(task.vocab.tokens),
+        "stage": stage,
+        "stage_config": to_dict(stage_config),
+    }
+
+
+def task_from_checkpoint(info: CheckpointInfo, source: str) -> PCFGTask:
+    """Rebuild the PCFG task of a checkpoint and check its vocabulary is the one the model was trained on."""
+    meta = info.metadata
+    if meta.get("task") != TASK_NAME:
+        raise CheckpointError(f"{source} is not a PCFG checkpoint (task {meta.get('task')!r})")
+    task = PCFGTask(from_dict(PCFGTaskConfig, meta["task_config"]))
+    if list(task.vocab.tokens) != meta.get("vocab"):
+        raise CheckpointError(
+            f"{source} was trained with a different PCFG vocabulary than this version builds"
+        )
+    return task
+
+
+def load_pcfg_model(
+    ckpt_dir: str | Path, *, device: str = "cpu"
+) -> tuple[torch.nn.Module, CheckpointInfo, PCFGTask]:
+    """A PCFG checkpoint's model, its info and its task."""
+    model, info = load_checkpoint(ckpt_dir, device=device)
+    return model, info, task_from_checkpoint(info, str(ckpt_dir))
+
+
+def _finish(
+    out: Path, model: torch.nn.Module, model_config: ModelConfig, meta: dict, result: TrainResult
+) -> None:
+    meta = {**meta, "wall_seconds": result.wall_seconds, "final_eval": result.history[-1]["eval"]}
+    save_checkpoint(out, model, model_config, meta)
+    shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
+
+
+def run_pretrain(
+    config: PretrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Pretrain a model from scratch on the PCFG mixture and save it to ``out_dir``."""
+    out = Path(out_dir)
+    task = PCFGTask(config.task)
+    model_config = config.model.for_task(d_vocab=len(task.vocab), n_ctx=config.task.seq_len)
+    model = build_model(model_config, device=config.train.device)
+    eval_sets = counting_eval_sets(
+        task, config.eval_n, seed=config.train.seed, jailbreak=config.task.jailbreak_frac > 0
+    )
+    spec = pretrain_spec()
+    seed, bs = config.train.seed, config.train.batch_size
+    result = train(
+        model,
+        lambda step: task.batch(spec, bs, seed, step),
+        config.train,
+        eval_sets=eval_sets,
+        out_dir=out,
+        resume=resume,
+        progress=progress,
+    )
+    _finish(out, model, model_config, task_metadata(config.task, task, "pretrain", config), result)
+    return result
+
+
+def finetune_batch_fn(task: PCFGTask, config: FinetuneConfig):
+    """Batches of a fine-tuning run, with ``mix_pt_frac`` of each drawn from the pretraining mixture."""
+    spec = finetune_spec(config)
+    seed, bs = config.train.seed, config.train.batch_size
+    n_pt = round(bs * config.mix_pt_frac)
+
+    def batch_fn(step: int) -> Batch:
+        ft = task.batch(spec, bs - n_pt, seed, step)
+        if n_pt == 0:
+            return ft
+        from interp.batches import concat_batches
+
+        return concat_batches([ft, task.batch(pretrain_spec(), n_pt, seed + 1_000_003, step)])
+
+    return batch_fn
+
+
+def run_finetune(
+    config: FinetuneConfig,
+    base_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune the checkpoint in ``base_dir`` on counting O_FT and save it to ``out_dir``."""
+    model, info, task = load_pcfg_model(base_dir, device=config.train.device)
+    eval_sets = counting_eval_sets(
+        task,
+        config.eval_n,
+        operand_pt=config.operand_pt,
+        operand_ft=config.operand_ft,
+        q=config.q,
+        seed=config.train.seed,
+        jailbreak=task.config.jailbreak_frac > 0,
+    )
+    result = train(
+        model,
+        finetune_batch_fn(task, config),
+        config.train,
+        eval_sets=eval_sets,
+        out_dir=out_dir,
+        resume=resume,
+        progress=progress,
+    )
+    meta = task_metadata(task.config, task, "finetune", config) | {
+        "base": str(base_dir),
+        "base_stage": info.metadata.get("stage"),
+    }
+    _finish(Path(out_dir), model, info.model_config, meta, result)
+    return result
+
+
+def evaluate_checkpoint(
+    ckpt_dir: str | Path, spec: SampleSpec, n: int, *, seed: int = 0, device: str = "cpu"
+) -> dict:
+    """Accuracy of a PCFG checkpoint on ``n`` fresh samples of ``spec`` (with floors)."""
+    model, _, task = load_pcfg_model(ckpt_dir, device=device)
+    name = f"{spec.family}_{spec.operand}@c{spec.c}"
+    return evaluate(model, task.eval_set(name, spec, n, seed)).to_json()
+
+
+def write_json(path: str | Path, payload: Any) -> None:
+    atomic_write_text(Path(path), json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def replace_train(config: Any, **changes: Any) -> Any:
+    """A stage config with some TrainConfig fields changed."""
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
+
+
+TrainLoss = Literal["answer", "sequence"]

@@ -1,0 +1,43 @@
+"""Shared test set-up: offline, one torch thread, hypothesis CI profile, tiny config factories."""
+
+import dataclasses
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+from interp.models import ModelConfig  # noqa: E402
+from interp.training import TrainConfig  # noqa: E402
+from procedural_tasks.pcfg_tasks import PCFGTaskConfig  # noqa: E402
+
+torch.set_num_threads(1)
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50)
+settings.register_profile("dev", deadline=None, max_examples=25)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def tiny_model_config(**overrides) -> ModelConfig:
+    """2 layers, d_model 16, 2 heads, d_mlp 32, n_ctx 32, d_vocab 64 unless overridden."""
+    base = ModelConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32, d_vocab=64, n_ctx=32)
+    return dataclasses.replace(base, **overrides)
+
+
+def tiny_task_config(**overrides) -> PCFGTaskConfig:
+    """A short PCFG window (12 tokens, counting the last 8) for fast tests."""
+    base = PCFGTaskConfig(window=12, region=8, families=("count",))
+    return dataclasses.replace(base, **overrides)
+
+
+def tiny_train_config(**overrides) -> TrainConfig:
+    base = TrainConfig(steps=10, batch_size=8, lr=3e-3, eval_every=5, device="cpu", threads=1)
+    return dataclasses.replace(base, **overrides)
+
+
+@pytest.fixture
+def tiny_model_cfg() -> ModelConfig:
+    return tiny_model_config()

@@ -1,0 +1,112 @@
+"""Model building, hook names and checkpoints (atomic, validated, never pickled)."""
+
+import json
+
+import pytest
+import torch
+
+from interp import hooks
+from interp.checkpoints import load_checkpoint, save_checkpoint
+from interp.config import config_hash, from_dict, from_json, to_json
+from interp.errors import CheckpointError, ConfigError
+from interp.models import PRESETS, ModelConfig, build_model, preset
+from interp.training import TrainConfig
+from procedural_tasks.pcfg_tasks import PCFGTaskConfig
+from tests.conftest import tiny_model_config
+
+
+def test_same_seed_same_weights_and_global_rng_untouched() -> None:
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a = build_model(tiny_model_config(seed=1))
+    after = torch.rand(1)
+    b = build_model(tiny_model_config(seed=1))
+    c = build_model(tiny_model_config(seed=2))
+    assert torch.equal(before, after)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+@pytest.mark.parametrize("name", ["cpu", "llama_cpu"])
+def test_presets_build_and_expose_the_hooks_we_name(name: str) -> None:
+    cfg = preset(name).for_task(d_vocab=40, n_ctx=16)
+    model = build_model(cfg)
+    tokens = torch.randint(0, 40, (2, 10))
+    names = hooks.residual_stream(cfg.n_layers) + [hooks.mlp_post(0), hooks.attn_pattern(1), hooks.attn_z(0)]
+    logits, cache = model.run_with_cache(tokens, names_filter=lambda n: n in names)
+    assert logits.shape == (2, 10, 40)
+    assert set(names) <= set(cache.keys())
+    assert cache[hooks.resid_post(0)].shape == (2, 10, cfg.d_model)
+    assert cache[hooks.mlp_post(0)].shape[-1] == cfg.d_mlp
+    assert cache[hooks.attn_pattern(1)].shape == (2, cfg.n_heads, 10, 10)
+
+
+def test_paper_preset_matches_the_study() -> None:
+    p = PRESETS["paper"]
+    assert (p.n_layers, p.n_heads, p.d_model, p.d_mlp, p.normalization, p.positional) == (
+        6,
+        6,
+        192,
+        768,
+        "LN",
+        "standard",
+    )
+
+
+def test_model_config_validation() -> None:
+    with pytest.raises(ConfigError, match="not divisible"):
+        ModelConfig(n_layers=1, d_model=10, n_heads=3, d_mlp=8)
+    with pytest.raises(ConfigError, match="unknown act_fn"):
+        ModelConfig(n_layers=1, d_model=8, n_heads=2, d_mlp=8, act_fn="tanh")
+    with pytest.raises(ConfigError, match="unknown model preset"):
+        preset("huge")
+    with pytest.raises(ConfigError, match="must be set"):
+        build_model(ModelConfig(n_layers=1, d_model=8, n_heads=2, d_mlp=8))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        tiny_model_config(),
+        TrainConfig(steps=3, eval_steps=(1, 2)),
+        PCFGTaskConfig(window=20, region=10, prior=(0.5, 0.5, 0.0)),
+    ],
+)
+def test_configs_round_trip_through_json(config) -> None:
+    assert from_json(type(config), to_json(config)) == config
+    assert config_hash(from_json(type(config), to_json(config))) == config_hash(config)
+
+
+def test_unknown_config_key_suggests_the_nearest() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'n_layers'"):
+        from_dict(ModelConfig, {"n_layer": 2, "d_model": 8, "n_heads": 2, "d_mlp": 8})
+
+
+def test_checkpoint_round_trip(tmp_path) -> None:
+    model = build_model(tiny_model_config(seed=3))
+    save_checkpoint(tmp_path / "ck", model, tiny_model_config(seed=3), {"task": "x"})
+    loaded, info = load_checkpoint(tmp_path / "ck")
+    assert info.model_config == tiny_model_config(seed=3) and info.metadata["task"] == "x"
+    tokens = torch.randint(0, 64, (2, 8))
+    assert torch.equal(model(tokens), loaded(tokens))
+    assert not list((tmp_path / "ck").glob(".*tmp"))
+
+
+def test_corrupted_and_mismatched_checkpoints_are_rejected_clearly(tmp_path) -> None:
+    model = build_model(tiny_model_config())
+    save_checkpoint(tmp_path / "ck", model, tiny_model_config())
+    weights = tmp_path / "ck" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_checkpoint(tmp_path / "ck")
+    weights.write_bytes(data)
+    cfg = json.loads((tmp_path / "ck" / "config.json").read_text())
+    cfg["model"]["d_model"] = 32
+    (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_checkpoint(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="config.json is missing"):
+        load_checkpoint(tmp_path / "nothing")

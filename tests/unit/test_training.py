@@ -1,0 +1,146 @@
+"""The training engine: schedule, learning, determinism, exact resume, NaN handling."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from interp.batches import Batch, EvalSet
+from interp.errors import CheckpointError, ConfigError, TrainingError
+from interp.evaluation import evaluate
+from interp.models import build_model
+from interp.training import TrainConfig, lr_at, train
+from tests.conftest import tiny_model_config, tiny_train_config
+
+
+def copy_task_batch(step: int, n: int = 16, seed: int = 0) -> Batch:
+    """A trivial task: the answer is the first token (ids 10..19), asked at the last position."""
+    g = torch.Generator().manual_seed(seed * 100_003 + step)
+    tokens = torch.randint(10, 20, (n, 6), generator=g)
+    return Batch(tokens=tokens, answer_pos=torch.full((n,), 5), answers=tokens[:, 0].clone())
+
+
+def test_schedule_warms_up_then_decays_to_the_floor() -> None:
+    cfg = TrainConfig(steps=100, lr=1.0, warmup_frac=0.2, min_lr_ratio=0.01)
+    assert lr_at(0, cfg) == pytest.approx(1 / 20)
+    assert lr_at(19, cfg) == pytest.approx(1.0)
+    assert lr_at(99, cfg) == pytest.approx(0.01, abs=1e-3)
+    assert all(lr_at(s, cfg) >= lr_at(s + 1, cfg) for s in range(20, 99))
+    flat = dataclasses.replace(cfg, schedule="constant", warmup_frac=0.0)
+    assert lr_at(50, flat) == 1.0
+
+
+def test_a_tiny_model_learns_a_trivial_task_and_loss_falls(tmp_path) -> None:
+    model = build_model(tiny_model_config())
+    eval_set = EvalSet("copy", copy_task_batch(0, n=256, seed=99))
+    before = evaluate(model, eval_set)
+    result = train(
+        model,
+        copy_task_batch,
+        tiny_train_config(steps=150, lr=1e-2, eval_every=50),
+        eval_sets=[eval_set],
+        out_dir=tmp_path,
+        progress=False,
+    )
+    after = evaluate(model, eval_set)
+    assert after.accuracy > 0.95 > before.accuracy + 0.5
+    assert result.history[-1]["train_loss"] < result.history[1]["train_loss"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 50, 100, 150]
+
+
+def test_same_seed_gives_bit_identical_weights() -> None:
+    cfg = tiny_train_config(steps=12)
+    a, b = build_model(tiny_model_config()), build_model(tiny_model_config())
+    train(a, copy_task_batch, cfg, progress=False)
+    train(b, copy_task_batch, cfg, progress=False)
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, optimizer: str) -> None:
+    cfg = tiny_train_config(steps=12, checkpoint_every=5, optimizer=optimizer)
+    full = build_model(tiny_model_config())
+    train(full, copy_task_batch, cfg, out_dir=tmp_path / "full", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def dying_batches(step: int) -> Batch:
+        if step == 8:
+            raise Killed
+        return copy_task_batch(step)
+
+    part = build_model(tiny_model_config())
+    with pytest.raises(Killed):
+        train(part, dying_batches, cfg, out_dir=tmp_path / "part", progress=False)
+    resumed = build_model(tiny_model_config())
+    result = train(resumed, copy_task_batch, cfg, out_dir=tmp_path / "part", resume=True, progress=False)
+    assert result.resumed_from == 5
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True)
+    )
+    steps = [json.loads(x)["step"] for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 5, 10, 12]
+
+
+def test_resume_refuses_a_changed_config_or_missing_state(tmp_path) -> None:
+    cfg = tiny_train_config(steps=10, checkpoint_every=5)
+    train(
+        build_model(tiny_model_config()),
+        copy_task_batch,
+        dataclasses.replace(cfg, steps=6),
+        out_dir=tmp_path,
+        progress=False,
+    )
+    with pytest.raises(CheckpointError, match="different training config"):
+        train(
+            build_model(tiny_model_config()),
+            copy_task_batch,
+            cfg,
+            out_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    with pytest.raises(CheckpointError, match="no resumable state"):
+        train(
+            build_model(tiny_model_config()),
+            copy_task_batch,
+            cfg,
+            out_dir=tmp_path / "none",
+            resume=True,
+            progress=False,
+        )
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_weights(tmp_path) -> None:
+    model = build_model(tiny_model_config())
+
+    def poisoned(step: int) -> Batch:
+        if step == 3:
+            with torch.no_grad():
+                model.blocks[0].mlp.W_in.fill_(float("nan"))  # a view of the real parameter
+        return copy_task_batch(step)
+
+    with pytest.raises(TrainingError, match="loss became nan at step 3"):
+        train(model, poisoned, tiny_train_config(steps=10), out_dir=tmp_path, progress=False)
+    assert (tmp_path / "resume" / "model.safetensors").is_file()
+
+
+def test_train_config_validation() -> None:
+    with pytest.raises(ConfigError, match="lr must be"):
+        TrainConfig(steps=1, lr=-1)
+    with pytest.raises(ConfigError, match="unknown optimizer"):
+        TrainConfig(steps=1, optimizer="lion")
+
+
+def test_out_of_vocabulary_tokens_are_reported() -> None:
+    from interp.errors import DataError
+
+    batch = copy_task_batch(0)
+    with pytest.raises(DataError, match="out of the model's vocabulary"):
+        dataclasses.replace(batch, tokens=batch.tokens + 100).check_vocab(64)
