@@ -171,6 +171,86 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     )
 
 
+def _pretrain_lr(base_dir: str) -> float:
+    """The peak LR a checkpoint was pretrained with (the reference for eta levels)."""
+    from interp.checkpoints import read_checkpoint_info
+
+    meta = read_checkpoint_info(base_dir).metadata
+    if meta.get("stage") == "pretrain":
+        return float(meta["stage_config"]["train"]["lr"])
+    if "base" in meta:
+        return _pretrain_lr(meta["base"])
+    raise ConfigError(f"{base_dir} records no pretraining LR; pass --lr instead of --lr-level")
+
+
+def _stage_lr(args: argparse.Namespace, base_dir: str) -> float:
+    from procedural_tasks.pcfg_protocols import lr_for_level
+
+    if args.lr is not None:
+        if args.lr_level is not None:
+            raise ConfigError("give either --lr or --lr-level, not both")
+        return args.lr
+    return lr_for_level(args.lr_level or "M", _pretrain_lr(base_dir), args.lr_labelling)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from interp.training import TrainConfig
+    from procedural_tasks.pcfg_protocols import FinetuneConfig, run_finetune, study_preset, write_json
+
+    sp = study_preset(args.preset)
+    lr = _stage_lr(args, args.base)
+    train = TrainConfig(steps=sp.finetune_steps, batch_size=sp.batch_size, lr=lr, eval_every=50)
+    train = dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))
+    config = FinetuneConfig(
+        train=train,
+        c_tr=args.c_tr,
+        q=args.q,
+        operand_pt=args.operand_pt,
+        operand_ft=args.operand_ft,
+        lr_level=None if args.lr is not None else (args.lr_level or "M"),
+        lr_labelling=args.lr_labelling,
+        mix_pt_frac=args.mix_pt_frac,
+        rand_ft=args.rand_ft,
+        eval_n=sp.eval_n,
+    )
+    result = run_finetune(config, args.base, args.out, resume=args.resume, progress=not args.no_progress)
+    final = {name: e["accuracy"] for name, e in result.history[-1]["eval"].items()}
+    write_json(
+        Path(args.out) / "summary.json",
+        {"lr": lr, "final_accuracy": final, "wall_seconds": result.wall_seconds},
+    )
+    _print_json({"out": args.out, "lr": lr, "final_accuracy": final})
+
+
+def cmd_reverse_ft(args: argparse.Namespace) -> None:
+    from interp.revival import log_spaced_steps
+    from interp.training import TrainConfig
+    from procedural_tasks.pcfg_protocols import ReverseFTConfig, run_reverse_ft, study_preset
+
+    sp = study_preset(args.preset)
+    lr = _stage_lr(args, args.start)
+    steps = args.steps or sp.reverse_steps
+    train = TrainConfig(steps=steps, batch_size=sp.batch_size, lr=lr, eval_steps=log_spaced_steps(steps, 16))
+    train = dataclasses.replace(train, **(_train_changes(args) | {"lr": lr, "steps": steps}))
+    config = ReverseFTConfig(
+        train=train,
+        operand_pt=args.operand_pt,
+        threshold_frac=args.threshold_frac,
+        from_scratch=args.from_scratch,
+        eval_n=sp.eval_n,
+        lr_level=None if args.lr is not None else (args.lr_level or "M"),
+    )
+    curve = run_reverse_ft(
+        config,
+        args.start,
+        args.out,
+        reference_accuracy=args.reference_accuracy,
+        progress=not args.no_progress,
+        resume=args.resume,
+    )
+    _print_json(curve.to_json())
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from procedural_tasks.pcfg_protocols import evaluate_checkpoint
     from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec
@@ -224,6 +304,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     _common_train_flags(p)
     p.set_defaults(handler=cmd_pretrain)
+
+    p = sub.add_parser(
+        "finetune", help="fine-tune a pretrained PCFG model on counting O_FT with a spurious correlation"
+    )
+    p.add_argument("base", help="pretrained checkpoint directory")
+    p.add_argument("--preset", default="cpu", help="study preset for default sizes: cpu, paper or tiny")
+    p.add_argument(
+        "--lr-level", choices=["L", "M", "S", "VS"], help="eta level relative to the pretraining LR"
+    )
+    p.add_argument("--lr-labelling", default="main_text", help="main_text (eta_M = eta_PT/10) or appendix")
+    p.add_argument(
+        "--c-tr", type=float, default=1.0, help="C_Tr: fraction of samples with count(b) = count(a) + q"
+    )
+    p.add_argument("--q", type=int, default=1)
+    p.add_argument("--operand-pt", default="a")
+    p.add_argument("--operand-ft", default="b")
+    p.add_argument(
+        "--mix-pt-frac", type=float, default=0.0, help="fraction of each batch from pretraining data (E.1)"
+    )
+    p.add_argument(
+        "--rand-ft", action="store_true", help="randFT (E.4): answer count(O_FT) on count-O_PT inputs"
+    )
+    p.add_argument("--out", required=True)
+    _common_train_flags(p)
+    p.set_defaults(handler=cmd_finetune)
+
+    p = sub.add_parser("reverse-ft", help="train a model back on counting O_PT and time the revival")
+    p.add_argument("start", help="checkpoint to start from (fine-tuned model or a control)")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument(
+        "--lr-level", choices=["L", "M", "S", "VS"], help="eta level relative to the pretraining LR"
+    )
+    p.add_argument("--lr-labelling", default="main_text")
+    p.add_argument("--operand-pt", default="a")
+    p.add_argument(
+        "--reference-accuracy", type=float, default=1.0, help="the pretrained model's O_PT accuracy"
+    )
+    p.add_argument(
+        "--threshold-frac", type=float, default=0.9, help="revived at this fraction of the reference"
+    )
+    p.add_argument(
+        "--from-scratch", action="store_true", help="Scr. control: re-initialise the weights first"
+    )
+    p.add_argument("--out", required=True)
+    _common_train_flags(p)
+    p.set_defaults(handler=cmd_reverse_ft)
 
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
     p.add_argument("dir", help="checkpoint directory")

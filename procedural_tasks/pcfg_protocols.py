@@ -10,16 +10,17 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from interp.batches import Batch, EvalSet
+from interp.batches import Batch, EvalSet, concat_batches
 from interp.checkpoints import CheckpointInfo, atomic_write_text, load_checkpoint, save_checkpoint
 from interp.config import from_dict, to_dict
 from interp.errors import CheckpointError, ConfigError
 from interp.evaluation import evaluate
 from interp.models import ModelConfig, build_model
+from interp.revival import RevivalCurve, revival_curve
 from interp.training import RESUME_DIR, TrainConfig, TrainResult, train
 from procedural_tasks.pcfg_tasks import JAILBREAK_TOKENS, PCFGTask, PCFGTaskConfig, SampleSpec
 
@@ -282,8 +283,6 @@ def finetune_batch_fn(task: PCFGTask, config: FinetuneConfig):
         ft = task.batch(spec, bs - n_pt, seed, step)
         if n_pt == 0:
             return ft
-        from interp.batches import concat_batches
-
         return concat_batches([ft, task.batch(pretrain_spec(), n_pt, seed + 1_000_003, step)])
 
     return batch_fn
@@ -325,6 +324,77 @@ def run_finetune(
     return result
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReverseFTConfig:
+    """Reverse fine-tuning: train back on counting O_PT (C_Te = 0 data) at a small LR and time the revival.
+
+    The same recipe trains the controls: Scr.+FT starts from a model pretrained without O_PT, Scr.
+    (``from_scratch``) from a random initialisation of the same architecture.
+    """
+
+    train: TrainConfig  # give eval_steps (log-spaced) to resolve fast revival
+    operand_pt: str = "a"  # the capability to revive
+    threshold_frac: float = 0.9  # revived = O_PT accuracy >= threshold_frac x the pretrained model's
+    from_scratch: bool = False  # Scr. control: re-initialise the weights (seed = train.seed) first
+    lr_level: str | None = None  # eta level the LR came from, for the record
+    eval_n: int = 500  # sequences per evaluation set
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold_frac <= 1:
+            raise ConfigError(f"threshold_frac must be in (0, 1], got {self.threshold_frac}")
+        if self.lr_level is not None and self.lr_level not in LR_LEVELS:
+            raise ConfigError(f"unknown lr_level '{self.lr_level}'; use one of {', '.join(LR_LEVELS)}")
+
+
+def run_reverse_ft(
+    config: ReverseFTConfig,
+    start_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    reference_accuracy: float,
+    name: str = "reverse_ft",
+    progress: bool = True,
+    resume: bool = False,
+) -> RevivalCurve:
+    """Train ``start_dir``'s model back on counting O_PT; writes the checkpoint and ``revival.json``.
+
+    ``reference_accuracy`` is the pretrained model's O_PT accuracy; the threshold is
+    ``threshold_frac`` times it.
+    """
+    model, info, task = load_pcfg_model(start_dir, device=config.train.device)
+    model_config = info.model_config
+    if config.from_scratch:
+        model_config = dataclasses.replace(model_config, seed=config.train.seed)
+        model = build_model(model_config, device=config.train.device)
+    spec = SampleSpec(family="count", operand=config.operand_pt)
+    seed, bs = config.train.seed, config.train.batch_size
+    target = eval_name(config.operand_pt, 0)
+    eval_sets = [
+        s
+        for s in counting_eval_sets(task, config.eval_n, operand_pt=config.operand_pt, seed=seed)
+        if s.name in (target, eval_name("b" if config.operand_pt != "b" else "c", 1))
+    ]
+    result = train(
+        model,
+        lambda step: task.batch(spec, bs, seed, step),
+        config.train,
+        eval_sets=eval_sets,
+        out_dir=out_dir,
+        resume=resume,
+        progress=progress,
+    )
+    steps, values = result.curve(target)
+    curve = revival_curve(
+        name, steps, values, threshold=config.threshold_frac * reference_accuracy, horizon=config.train.steps
+    )
+    meta = task_metadata(task.config, task, "reverse_ft", config) | {"start": str(start_dir)}
+    _finish(Path(out_dir), model, model_config, meta, result)
+    write_json(
+        Path(out_dir) / "revival.json", {"curve": curve.to_json(), "reference_accuracy": reference_accuracy}
+    )
+    return curve
+
+
 def evaluate_checkpoint(
     ckpt_dir: str | Path, spec: SampleSpec, n: int, *, seed: int = 0, device: str = "cpu"
 ) -> dict:
@@ -336,11 +406,3 @@ def evaluate_checkpoint(
 
 def write_json(path: str | Path, payload: Any) -> None:
     atomic_write_text(Path(path), json.dumps(payload, indent=2, sort_keys=True, default=str))
-
-
-def replace_train(config: Any, **changes: Any) -> Any:
-    """A stage config with some TrainConfig fields changed."""
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
-
-
-TrainLoss = Literal["answer", "sequence"]
