@@ -1,0 +1,429 @@
+"""Sweeps: grid expansion, content-addressed run directories, and a job runner (local processes or Ray).
+
+A sweep is a list of ``Job``s. Each names a top-level function as ``"module:function"``, its JSON-native
+keyword arguments and its own output directory. ``run_jobs`` calls ``fn(out_dir=Path(out_dir), **kwargs)``
+in a worker process once every job in ``deps`` has finished, then writes a ``DONE`` marker atomically
+as the job's last act. A re-run skips every job whose marker is there, so a killed sweep redoes only
+what is missing. A failure is recorded with its message; the jobs that depend on it are skipped, the
+others go on, and the caller reads the ``JobResult``s to decide what to do.
+
+Jobs must be deterministic functions of their kwargs: the local pool and Ray then give the same files.
+"""
+
+import dataclasses
+import hashlib
+import importlib
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+from interp.config import config_hash, to_dict
+from interp.errors import ConfigError
+
+DONE = "DONE"
+JOB_JSON = "job.json"
+EXECUTORS = ("local", "ray")
+RAY_MISSING = "--executor ray needs the ray extra: pip install 'ftmech[ray]'"
+
+Status = Literal["ok", "cached", "failed", "skipped"]
+
+
+def expand_grid(axes: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values, the first axis varying slowest (``itertools.product`` order)."""
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise ConfigError(
+                f"grid axis '{name}' must be a list of values, got {values!r}; write e.g. {{'{name}': [...]}}"
+            )
+        if len(values) == 0:
+            raise ConfigError(f"grid axis '{name}' is empty; give it at least one value or drop it")
+    names = list(axes)
+    return [dict(zip(names, point, strict=True)) for point in itertools.product(*axes.values())]
+
+
+def run_dir(root: str | Path, stage: str, config: Any) -> Path:
+    """``root/stage/<hash of config>``, created, with the resolved config in ``job.json``.
+
+    ``config`` is a frozen config dataclass (hashed with ``interp.config.config_hash``) or a JSON-native
+    dict (hashed the same way, so a config and its ``to_dict`` share a directory). Equal configs give the
+    same directory, which is what lets a re-run find finished work.
+    """
+    if not stage or "/" in stage or "\\" in stage or stage in (".", ".."):
+        raise ConfigError(f"stage {stage!r} must be a plain directory name such as 'pretrain'")
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        data, key = to_dict(config), config_hash(config)
+        config_class = f"{type(config).__module__}.{type(config).__qualname__}"
+    elif isinstance(config, Mapping):
+        data, config_class = _json_native(dict(config), f"the {stage} config"), None
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        key = hashlib.sha256(text.encode()).hexdigest()[:12]
+    else:
+        raise ConfigError(f"run_dir needs a config dataclass or a dict, got {type(config).__name__}")
+    path = Path(root) / stage / key
+    record = {"stage": stage, "key": key, "config_class": config_class, "config": data}
+    job_json = path / JOB_JSON
+    if job_json.is_file():
+        existing = json.loads(job_json.read_text())
+        if existing.get("config") != data:
+            raise ConfigError(
+                f"{job_json} holds a different config than the one hashed to {key}; "
+                f"it was edited by hand or is stale: delete {path} and re-run"
+            )
+        return path
+    path.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(job_json, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+@dataclass(frozen=True, kw_only=True)
+class Job:
+    """One unit of a sweep: ``fn(out_dir=Path(out_dir), **kwargs)`` run in a worker process."""
+
+    key: str  # unique within the sweep; other jobs name it in `deps`
+    fn: str  # "package.module:function", a top-level function importable in a fresh process
+    out_dir: str | Path  # the job's own directory (e.g. from run_dir); the DONE marker goes here
+    kwargs: Mapping[str, Any] = field(default_factory=dict)  # JSON-native keyword arguments
+    deps: tuple[str, ...] = ()  # keys of the jobs that must finish first
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not self.key:
+            raise ConfigError(f"job key must be a non-empty string, got {self.key!r}")
+        module, _, name = self.fn.partition(":") if isinstance(self.fn, str) else ("", "", "")
+        if not module or not name.isidentifier() or not all(p.isidentifier() for p in module.split(".")):
+            raise ConfigError(
+                f"job '{self.key}': fn {self.fn!r} must be 'module:function', e.g. 'analyses.pcfg_study:pretrain'"
+            )
+        if not isinstance(self.deps, tuple) or not all(isinstance(d, str) for d in self.deps):
+            raise ConfigError(f"job '{self.key}': deps must be a tuple of job keys, got {self.deps!r}")
+        if self.key in self.deps:
+            raise ConfigError(f"job '{self.key}' depends on itself; remove it from its deps")
+        if not isinstance(self.kwargs, Mapping):
+            raise ConfigError(f"job '{self.key}': kwargs must be a dict, got {type(self.kwargs).__name__}")
+        if "out_dir" in self.kwargs:
+            raise ConfigError(f"job '{self.key}': pass the output directory as Job.out_dir, not in kwargs")
+        _json_native(dict(self.kwargs), f"job '{self.key}' kwargs")
+
+    def to_json(self) -> dict[str, Any]:
+        """The job as JSON-native data (what a worker receives and what DONE records)."""
+        return {
+            "key": self.key,
+            "fn": self.fn,
+            "out_dir": str(self.out_dir),
+            "kwargs": _json_native(dict(self.kwargs), "kwargs"),
+            "deps": list(self.deps),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobResult:
+    """What happened to one job: ok (ran now), cached (DONE was there), failed, or skipped (a dep failed)."""
+
+    key: str
+    status: Status
+    out_dir: str
+    wall_s: float | None = None  # seconds the function ran (for cached: the original run's)
+    value: Any = None  # the function's JSON-native return value (read back from DONE when cached)
+    error: str | None = None  # one line for failed and skipped jobs
+    traceback: str | None = None  # the worker's traceback for failed jobs
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "cached")
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    *,
+    workers: int = 1,
+    executor: Literal["local", "ray"] = "local",
+    threads_per_worker: int = 1,
+    progress: bool = True,
+) -> list[JobResult]:
+    """Run ``jobs`` in dependency order on ``workers`` processes; returns one result per job, in input order.
+
+    Jobs with a valid ``DONE`` marker are not run again (status ``cached``). A failing job does not stop
+    the sweep: its dependents are ``skipped`` and every other job still runs. Each worker sets torch to
+    ``threads_per_worker`` threads before running a job. ``executor="ray"`` starts a local Ray instance
+    with ``num_cpus=workers`` (or joins the cluster at ``$RAY_ADDRESS``).
+    """
+    _check_sweep(jobs, workers=workers, executor=executor, threads_per_worker=threads_per_worker)
+    backend: _Backend = (
+        _RayBackend(workers, threads_per_worker)
+        if executor == "ray"
+        else _LocalBackend(workers, threads_per_worker)
+    )
+    try:
+        results = _schedule(list(jobs), backend, workers=workers, progress=progress)
+    finally:
+        backend.close()
+    if progress:
+        counts = {
+            s: sum(r.status == s for r in results.values()) for s in ("ok", "cached", "failed", "skipped")
+        }
+        _log("sweep done: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return [results[job.key] for job in jobs]
+
+
+def _check_sweep(jobs: Sequence[Job], *, workers: int, executor: str, threads_per_worker: int) -> None:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor '{executor}'; use one of {', '.join(EXECUTORS)}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}; e.g. --workers 2")
+    if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
+        raise ConfigError(f"threads_per_worker must be an integer >= 1, got {threads_per_worker!r}")
+    keys: set[str] = set()
+    out_dirs: dict[str, str] = {}
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise ConfigError(f"run_jobs takes Job objects, got {type(job).__name__}")
+        if job.key in keys:
+            raise ConfigError(f"job key '{job.key}' appears twice; give every job its own key")
+        keys.add(job.key)
+        out = os.path.abspath(job.out_dir)
+        if out in out_dirs:
+            raise ConfigError(
+                f"jobs '{out_dirs[out]}' and '{job.key}' share out_dir {job.out_dir}; give each its own (run_dir)"
+            )
+        out_dirs[out] = job.key
+    for job in jobs:
+        for dep in job.deps:
+            if dep not in keys:
+                raise ConfigError(f"job '{job.key}' depends on '{dep}', which is not in the sweep")
+    remaining = {job.key: set(job.deps) for job in jobs}
+    while remaining:
+        free = [k for k, deps in remaining.items() if not deps & remaining.keys()]
+        if not free:
+            raise ConfigError(f"jobs {sorted(remaining)} depend on each other in a cycle; break the cycle")
+        for k in free:
+            del remaining[k]
+
+
+def _schedule(jobs: list[Job], backend: "_Backend", *, workers: int, progress: bool) -> dict[str, JobResult]:
+    results: dict[str, JobResult] = {}
+    total = len(jobs)
+
+    def record(result: JobResult) -> None:
+        results[result.key] = result
+        if progress:
+            took = f" ({result.wall_s:.1f}s)" if result.wall_s is not None else ""
+            why = f": {result.error}" if result.error else ""
+            _log(f"sweep [{len(results)}/{total}] {result.status} {result.key}{took}{why}")
+
+    pending: list[Job] = []
+    for job in jobs:
+        cached = _read_done(job)
+        if cached is not None:
+            record(cached)
+        else:
+            pending.append(job)
+    in_flight: dict[Any, Job] = {}
+    while pending or in_flight:
+        waiting: list[Job] = []
+        for job in pending:
+            failed = [d for d in job.deps if d in results and not results[d].ok]
+            if failed:
+                error = f"not run: dependency '{failed[0]}' {results[failed[0]].status}"
+                record(JobResult(key=job.key, status="skipped", out_dir=str(job.out_dir), error=error))
+            elif len(in_flight) < workers and all(d in results for d in job.deps):
+                in_flight[backend.submit(job)] = job
+            else:
+                waiting.append(job)
+        pending = waiting
+        if not in_flight:
+            continue  # only skips this pass; they may have unblocked jobs listed before their deps
+        for handle, outcome in backend.wait(list(in_flight)):
+            job = in_flight.pop(handle)
+            record(JobResult(key=job.key, out_dir=str(job.out_dir), **outcome))
+    return results
+
+
+def _read_done(job: Job) -> JobResult | None:
+    """The recorded result when ``job.out_dir/DONE`` is a finished run of this same job, else None."""
+    marker = Path(job.out_dir) / DONE
+    if not marker.is_file():
+        return None
+    try:
+        done = json.loads(marker.read_text())
+    except json.JSONDecodeError:
+        return None  # cannot happen with atomic writes; treat as unfinished and redo it
+    if done.get("fn") != job.fn or done.get("kwargs") != job.to_json()["kwargs"]:
+        raise ConfigError(
+            f"{marker} records a different job ({done.get('fn')} with other kwargs) than '{job.key}'; "
+            f"give each job its own out_dir (run_dir) or delete {job.out_dir}"
+        )
+    return JobResult(
+        key=job.key,
+        status="cached",
+        out_dir=str(job.out_dir),
+        wall_s=done.get("wall_s"),
+        value=done.get("value"),
+    )
+
+
+def _execute(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[str, Any]:
+    """Run one job in a worker: set threads, import and call the function, write DONE last.
+
+    Returns the fields of a JobResult (status, wall_s, value or error); never raises for job errors,
+    so that one failure cannot take the pool down.
+    """
+    for entry in reversed(sys_path):  # Ray workers do not inherit the driver's sys.path
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    from interp.runtime import set_threads
+
+    set_threads(threads)
+    start = time.perf_counter()
+    try:
+        module_name, _, fn_name = job["fn"].partition(":")
+        fn = getattr(importlib.import_module(module_name), fn_name)
+        out_dir = Path(job["out_dir"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        value = fn(out_dir=out_dir, **job["kwargs"])
+        wall_s = time.perf_counter() - start
+        try:
+            text = json.dumps({**job, "wall_s": wall_s, "value": value}, indent=2, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"{job['fn']} returned a value that is not JSON-native ({exc}); "
+                "return numbers, strings, lists or dicts, or None and write results to out_dir"
+            ) from None
+        _atomic_write_text(out_dir / DONE, text + "\n")
+        return {"status": "ok", "wall_s": wall_s, "value": json.loads(text)["value"]}
+    except Exception as exc:
+        return {
+            "status": "failed",
+            "wall_s": time.perf_counter() - start,
+            "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+            "traceback": traceback.format_exc(),
+        }
+
+
+class _Backend:
+    """Submits jobs to workers and hands back finished ones as (handle, JobResult fields)."""
+
+    def submit(self, job: Job) -> Any:
+        raise NotImplementedError
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalBackend(_Backend):
+    """A ``ProcessPoolExecutor`` with the spawn context (no forked torch state, same on every OS)."""
+
+    def __init__(self, workers: int, threads: int) -> None:
+        self.workers, self.threads = workers, threads
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+
+    def submit(self, job: Job) -> Future:
+        return self.pool.submit(_execute, job.to_json(), self.threads, list(sys.path))
+
+    def wait(self, handles: list[Future]) -> list[tuple[Future, dict[str, Any]]]:
+        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        finished = []
+        broken = False
+        for future in done:
+            try:
+                finished.append((future, future.result()))
+            except BrokenProcessPool:
+                broken = True
+                error = (
+                    "worker process died (killed, out of memory or a crash in native code); every job "
+                    "running at that moment is marked failed; re-run the sweep to retry them"
+                )
+                finished.append((future, {"status": "failed", "error": error}))
+            except Exception as exc:  # e.g. the job could not be sent to the worker
+                finished.append((future, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}))
+        if broken:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool()
+        return finished
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _RayBackend(_Backend):
+    """Ray tasks with one CPU each; a local instance of ``workers`` CPUs unless ``$RAY_ADDRESS`` is set."""
+
+    def __init__(self, workers: int, threads: int) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(RAY_MISSING) from None
+        self.ray, self.threads = ray, threads
+        self.started = not ray.is_initialized()
+        if self.started:
+            env = {"env_vars": {"OMP_NUM_THREADS": str(threads), "FTMECH_THREADS": str(threads)}}
+            if os.environ.get("RAY_ADDRESS"):
+                ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=env)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, runtime_env=env)
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(_execute)
+
+    def submit(self, job: Job) -> Any:
+        return self.remote.remote(job.to_json(), self.threads, list(sys.path))
+
+    def wait(self, handles: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        finished = []
+        for ref in ready:
+            try:
+                finished.append((ref, self.ray.get(ref)))
+            except self.ray.exceptions.RayError as exc:  # the worker died or the task could not run
+                error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                finished.append((ref, {"status": "failed", "error": error}))
+        return finished
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def _json_native(value: Any, what: str) -> Any:
+    """``value`` as JSON would give it back (tuples become lists); ConfigError when it is not JSON-native."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{what} must be JSON-native (numbers, strings, lists, dicts): {exc}") from None
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Temporary file + rename, as ``interp.checkpoints.atomic_write_text``.
+
+    Not imported from there: ``interp.checkpoints`` imports transformer_lens (seconds per worker process).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,206 @@
+"""Sweeps: grid order, content-addressed run directories, and run_jobs on tiny deterministic jobs.
+
+The job functions below are top-level in this module, so worker processes import them by
+``f"{__name__}:name"`` (the spawned workers get this process's sys.path).
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from interp.config import to_dict
+from interp.errors import ConfigError
+from interp.sweeps import DONE, JOB_JSON, Job, expand_grid, run_dir, run_jobs
+
+
+@dataclass(frozen=True, kw_only=True)
+class PointConfig:
+    seed: int
+    lr: float
+    tags: tuple[str, ...] = ()
+
+
+def write_point(*, out_dir: Path, seed: int, scale: float) -> dict:
+    """Deterministic in its kwargs; counts its own runs in runs.txt so tests can see re-runs."""
+    import numpy as np
+    import torch
+
+    with open(out_dir / "runs.txt", "a") as handle:
+        handle.write("run\n")
+    value = float(np.random.default_rng(seed).normal(size=100).sum() * scale)
+    (out_dir / "result.json").write_text(json.dumps({"seed": seed, "value": value}))
+    return {"value": value, "threads": torch.get_num_threads()}
+
+
+def sum_points(*, out_dir: Path, inputs: list[str]) -> float:
+    """Needs its dependencies' files: fails if it runs before they are written."""
+    total = sum(json.loads((Path(p) / "result.json").read_text())["value"] for p in inputs)
+    (out_dir / "sum.json").write_text(json.dumps(total))
+    return total
+
+
+def fail(*, out_dir: Path, message: str) -> None:
+    raise ValueError(message)
+
+
+def die(*, out_dir: Path) -> None:
+    os._exit(3)  # a worker killed mid-job (as by the OOM killer)
+
+
+def _job(key: str, fn: str, out_dir: Path, deps: tuple[str, ...] = (), **kwargs) -> Job:
+    return Job(key=key, fn=f"{__name__}:{fn}", out_dir=out_dir, kwargs=kwargs, deps=deps)
+
+
+def _runs(out_dir: Path) -> int:
+    path = Path(out_dir) / "runs.txt"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_expand_grid_is_the_cartesian_product_with_the_first_axis_slowest():
+    grid = expand_grid({"lr_level": ["M", "S"], "c_tr": [0.0, 0.5, 1.0]})
+    assert grid == [
+        {"lr_level": "M", "c_tr": 0.0},
+        {"lr_level": "M", "c_tr": 0.5},
+        {"lr_level": "M", "c_tr": 1.0},
+        {"lr_level": "S", "c_tr": 0.0},
+        {"lr_level": "S", "c_tr": 0.5},
+        {"lr_level": "S", "c_tr": 1.0},
+    ]
+    assert expand_grid({}) == [{}]
+    assert expand_grid({"seed": range(3)}) == [{"seed": 0}, {"seed": 1}, {"seed": 2}]
+
+
+@pytest.mark.parametrize("axes", [{"lr_level": "MS"}, {"seed": []}, {"seed": 3}])
+def test_expand_grid_rejects_strings_empty_and_scalar_axes(axes):
+    with pytest.raises(ConfigError, match="grid axis"):
+        expand_grid(axes)
+
+
+def test_run_dir_is_stable_for_equal_configs_and_distinct_otherwise(tmp_path):
+    a = run_dir(tmp_path, "pretrain", PointConfig(seed=0, lr=1e-3, tags=("x",)))
+    again = run_dir(tmp_path, "pretrain", PointConfig(seed=0, lr=1e-3, tags=("x",)))
+    assert a == again and a.parent == tmp_path / "pretrain" and a.is_dir()
+    assert run_dir(tmp_path, "pretrain", PointConfig(seed=1, lr=1e-3, tags=("x",))) != a
+    assert run_dir(tmp_path, "pretrain", PointConfig(seed=0, lr=1e-4, tags=("x",))) != a
+    assert run_dir(tmp_path, "finetune", PointConfig(seed=0, lr=1e-3, tags=("x",))).name == a.name
+    # A config and its dict share a directory: one hashing rule.
+    assert run_dir(tmp_path, "pretrain", to_dict(PointConfig(seed=0, lr=1e-3, tags=("x",)))) == a
+    record = json.loads((a / JOB_JSON).read_text())
+    assert record["config"] == {"seed": 0, "lr": 1e-3, "tags": ["x"]}
+    assert record["stage"] == "pretrain" and record["key"] == a.name
+    assert record["config_class"].endswith("PointConfig")
+
+
+def test_run_dir_rejects_a_bad_stage_and_an_edited_job_json(tmp_path):
+    with pytest.raises(ConfigError, match="stage"):
+        run_dir(tmp_path, "a/b", PointConfig(seed=0, lr=0.1))
+    path = run_dir(tmp_path, "pretrain", PointConfig(seed=0, lr=0.1))
+    record = json.loads((path / JOB_JSON).read_text())
+    record["config"]["lr"] = 0.2
+    (path / JOB_JSON).write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="different config"):
+        run_dir(tmp_path, "pretrain", PointConfig(seed=0, lr=0.1))
+
+
+def test_job_and_sweep_validation(tmp_path):
+    with pytest.raises(ConfigError, match="module:function"):
+        Job(key="a", fn="not a function", out_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="JSON-native"):
+        Job(key="a", fn="m:f", out_dir=tmp_path / "a", kwargs={"path": tmp_path})
+    with pytest.raises(ConfigError, match="itself"):
+        Job(key="a", fn="m:f", out_dir=tmp_path / "a", deps=("a",))
+    a = Job(key="a", fn="m:f", out_dir=tmp_path / "a", deps=("b",))
+    b = Job(key="b", fn="m:f", out_dir=tmp_path / "b", deps=("a",))
+    with pytest.raises(ConfigError, match="cycle"):
+        run_jobs([a, b], progress=False)
+    with pytest.raises(ConfigError, match="not in the sweep"):
+        run_jobs([a], progress=False)
+    with pytest.raises(ConfigError, match="twice"):
+        run_jobs([b, Job(key="b", fn="m:f", out_dir=tmp_path / "c")], progress=False)
+    with pytest.raises(ConfigError, match="share out_dir"):
+        run_jobs([Job(key="x", fn="m:f", out_dir=tmp_path), Job(key="y", fn="m:f", out_dir=tmp_path)])
+    with pytest.raises(ConfigError, match="executor"):
+        run_jobs([], executor="slurm")
+
+
+def test_run_jobs_respects_dependencies_writes_done_and_skips_finished_jobs(tmp_path):
+    dirs = {k: tmp_path / k for k in ("p0", "p1", "p2", "total")}
+    jobs = [
+        _job(
+            "total",
+            "sum_points",
+            dirs["total"],
+            deps=("p0", "p1", "p2"),
+            inputs=[str(dirs[f"p{i}"]) for i in range(3)],
+        ),
+        *[_job(f"p{i}", "write_point", dirs[f"p{i}"], seed=i, scale=2.0) for i in range(3)],
+    ]
+    results = run_jobs(jobs, workers=2, threads_per_worker=2, progress=False)
+    assert [r.key for r in results] == ["total", "p0", "p1", "p2"]
+    assert [r.status for r in results] == ["ok"] * 4, [r.error for r in results]
+    points = [json.loads((dirs[f"p{i}"] / "result.json").read_text())["value"] for i in range(3)]
+    assert results[0].value == pytest.approx(sum(points))
+    assert all(r.value["threads"] == 2 for r in results[1:])
+    assert all((d / DONE).is_file() for d in dirs.values())
+    assert all(r.wall_s is not None and r.wall_s >= 0 for r in results)
+
+    # Kill simulation: p1 never finished, so only p1 runs again; the others are read back from DONE.
+    (dirs["p1"] / DONE).unlink()
+    again = run_jobs(jobs, workers=2, progress=False)
+    assert {r.key: r.status for r in again} == {"total": "cached", "p0": "cached", "p1": "ok", "p2": "cached"}
+    assert [_runs(dirs[f"p{i}"]) for i in range(3)] == [1, 2, 1]
+    assert [again[i].value for i in (0, 1, 3)] == [results[i].value for i in (0, 1, 3)]
+    assert again[2].value["value"] == results[2].value["value"]
+
+    # A DONE marker left by other kwargs in the same directory is an error, not a silent skip.
+    with pytest.raises(ConfigError, match="different job"):
+        run_jobs([_job("p0", "write_point", dirs["p0"], seed=5, scale=2.0)], progress=False)
+
+
+def test_a_failing_job_skips_its_dependents_and_the_rest_still_run(tmp_path):
+    jobs = [
+        _job("bad", "fail", tmp_path / "bad", message="planted failure"),
+        _job("after_bad", "write_point", tmp_path / "after_bad", deps=("bad",), seed=0, scale=1.0),
+        _job("after_after", "write_point", tmp_path / "after_after", deps=("after_bad",), seed=0, scale=1.0),
+        _job("fine", "write_point", tmp_path / "fine", seed=1, scale=1.0),
+    ]
+    results = {r.key: r for r in run_jobs(jobs, workers=2, progress=False)}
+    assert results["bad"].status == "failed"
+    assert results["bad"].error == "ValueError: planted failure"
+    assert "planted failure" in results["bad"].traceback and not (tmp_path / "bad" / DONE).exists()
+    assert results["after_bad"].status == "skipped" and "'bad' failed" in results["after_bad"].error
+    assert (
+        results["after_after"].status == "skipped" and "'after_bad' skipped" in results["after_after"].error
+    )
+    assert _runs(tmp_path / "after_bad") == 0
+    assert results["fine"].status == "ok" and (tmp_path / "fine" / DONE).is_file()
+
+
+def test_a_worker_that_dies_fails_its_job_and_the_sweep_goes_on(tmp_path):
+    jobs = [
+        _job("dies", "die", tmp_path / "dies"),
+        _job("next", "write_point", tmp_path / "next", seed=0, scale=1.0),
+    ]
+    results = {r.key: r for r in run_jobs(jobs, workers=1, progress=False)}
+    assert results["dies"].status == "failed" and "worker process died" in results["dies"].error
+    assert results["next"].status == "ok"
+
+
+def test_ray_executor_gives_the_same_files_as_the_local_pool(tmp_path):
+    pytest.importorskip("ray")
+    outputs = {}
+    for executor in ("local", "ray"):
+        root = tmp_path / executor
+        jobs = [
+            _job(f"p{point['seed']}", "write_point", run_dir(root, "point", point), **point)
+            for point in expand_grid({"seed": [0, 1], "scale": [0.5]})
+        ]
+        results = run_jobs(jobs, workers=2, executor=executor, progress=False)
+        assert [r.status for r in results] == ["ok", "ok"], [r.error for r in results]
+        outputs[executor] = {
+            str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("result.json"))
+        }
+    assert len(outputs["local"]) == 2 and outputs["local"] == outputs["ray"]
