@@ -18,7 +18,7 @@ from interp.errors import ConfigError, FtmechError
 Handler = Callable[[argparse.Namespace], int | None]
 
 
-class _Parser(argparse.ArgumentParser):
+class ArgParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are ConfigErrors (one line, exit 2)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -272,12 +272,27 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     _print_json(evaluate_checkpoint(args.dir, spec, args.n, seed=args.seed, device=args.device))
 
 
+STUDIES = {
+    "pcfg": "analyses.pcfg_study",
+    "tracr": "analyses.tracr_study",
+    "tinystories": "analyses.tinystories_study",
+}
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    import importlib
+
+    if args.study not in STUDIES:
+        raise ConfigError(f"unknown study '{args.study}'; use one of {', '.join(STUDIES)}")
+    importlib.import_module(STUDIES[args.study]).main(args.study_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ftmech", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = ArgParser(prog="ftmech", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
 
     data = sub.add_parser("data", help="print task data as JSON lines")
-    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=ArgParser)
     p = data_sub.add_parser("pcfg", help="PCFG task samples, one JSON object per line")
     _task_flags(p)
     p.add_argument("--task", default="count", help="count, count_bigram, index, index_bigram or token")
@@ -350,6 +365,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     _common_train_flags(p)
     p.set_defaults(handler=cmd_reverse_ft)
+
+    p = sub.add_parser(
+        "reproduce", help="run a whole study end to end and write results.json + report.html", add_help=False
+    )
+    p.add_argument("study", help="pcfg (the default job), tracr or tinystories")
+    p.add_argument(
+        "study_args", nargs=argparse.REMAINDER, help="the study's own flags (ftmech reproduce pcfg --help)"
+    )
+    p.set_defaults(handler=cmd_reproduce)
 
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
     p.add_argument("dir", help="checkpoint directory")

@@ -73,6 +73,8 @@ PRESETS: dict[str, ModelConfig] = {
     "cpu": ModelConfig(n_layers=3, d_model=64, n_heads=4, d_mlp=256),
     # The study's minGPT (App. C.2): 6 blocks, 6 heads, d_model 192, GELU MLP 4x, LayerNorm.
     "paper": ModelConfig(n_layers=6, d_model=192, n_heads=6, d_mlp=768),
+    # For tests and smoke runs: builds and trains in milliseconds.
+    "tiny": ModelConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32),
     # LLaMA-style story models: RMSNorm, rotary positions, SwiGLU.
     "llama_cpu": ModelConfig(
         n_layers=4,

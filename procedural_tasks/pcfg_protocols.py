@@ -65,10 +65,10 @@ PRESETS: dict[str, PCFGPreset] = {
         task=PCFGTaskConfig(window=48, region=32, families=("count",)),
         model="cpu",
         pretrain_steps=2000,
-        finetune_steps=600,
-        reverse_steps=600,
-        batch_size=64,
-        eval_n=500,
+        finetune_steps=400,
+        reverse_steps=400,
+        batch_size=32,
+        eval_n=400,
         final_eval_n=2000,
     ),
     "paper": PCFGPreset(
@@ -84,7 +84,7 @@ PRESETS: dict[str, PCFGPreset] = {
     # For tests: a model that is quick to build and train (learns nothing useful).
     "tiny": PCFGPreset(
         task=PCFGTaskConfig(window=12, region=8, families=("count",)),
-        model="cpu",
+        model="tiny",
         pretrain_steps=20,
         finetune_steps=10,
         reverse_steps=10,
