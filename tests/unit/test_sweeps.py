@@ -4,12 +4,16 @@ The job functions below are top-level in this module, so worker processes import
 ``f"{__name__}:name"`` (the spawned workers get this process's sys.path).
 """
 
+import itertools
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from interp.config import to_dict
 from interp.errors import ConfigError
@@ -71,6 +75,20 @@ def test_expand_grid_is_the_cartesian_product_with_the_first_axis_slowest():
     ]
     assert expand_grid({}) == [{}]
     assert expand_grid({"seed": range(3)}) == [{"seed": 0}, {"seed": 1}, {"seed": 2}]
+
+
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=5), st.lists(st.integers(), min_size=1, max_size=4), max_size=4
+    )
+)
+def test_expand_grid_covers_every_combination_once(axes):
+    grid = expand_grid(axes)
+    assert len(grid) == int(np.prod([len(v) for v in axes.values()]))
+    assert all(list(point) == list(axes) for point in grid)
+    assert sorted(map(repr, (tuple(p.values()) for p in grid))) == sorted(
+        map(repr, itertools.product(*axes.values()))
+    )
 
 
 @pytest.mark.parametrize("axes", [{"lr_level": "MS"}, {"seed": []}, {"seed": 3}])
