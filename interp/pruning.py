@@ -1,0 +1,632 @@
+"""One-shot saliency pruning (the study's Alg. 3), a learned neuron mask, and pruning baselines.
+
+Context: a fine-tuned model that has lost a pretraining capability may only have wrapped it. If a
+handful of units implement the wrapper, removing them should bring the pretraining behaviour back.
+
+Method (protocol §4): one forward/backward pass of the pretraining-task loss (cross-entropy of the
+answer token) on a scoring batch; each unit w is scored by grad(w) . w. Zeroing w changes the loss by
+about -grad(w) . w to first order, so the top-K units are those whose removal lowers the
+pretraining loss most. No iteration, no retraining, biases left alone. Three granularities:
+
+- ``"neuron"``: an MLP hidden unit n of layer l (``"L0.mlp.n42"``). Its score is the dot product over
+  W_out[:, n], which equals the attribution act_n x dL/dact_n summed over positions; pruning zeroes
+  W_in[n, :] (and the gate row) and W_out[:, n], which is exactly zero-ablating ``hooks.mlp_post(l)[..., n]``.
+- ``"row"``: a row (torch [out, in] layout) of any attention q/k/v/o or MLP in/gate/out weight, the
+  study's "a row in the weight matrix" (``"L1.attn.W_V.row7"``, ``"L0.mlp.W_out.row3"``).
+- ``"weight"``: a single entry of those matrices (``"L1.attn.W_V[7,3]"``), as in the Tracr figures.
+
+Embeddings, unembedding, norms and biases are never pruned. Every function works on a deep copy or
+through hooks: the caller's model is never changed.
+
+Baselines: ``magnitude_scores``, ``wanda_scores`` (|W| x input norm, Sun et al. 2023) and
+``random_scores`` rank units by importance, so they prune the *lowest* scores first. ``learn_mask``
+is an extension beyond the study: a hard-concrete (L0, Louizos et al. 2018) or sigmoid gate on every
+MLP neuron, trained on the pretraining-task loss plus a penalty on the expected number of removed
+neurons, so it removes few units and only those whose removal helps.
+"""
+
+import copy
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from interp import hooks
+from interp.batches import Batch, EvalSet
+from interp.config import to_dict
+from interp.errors import ConfigError, DataError
+from interp.evaluation import answer_logits, evaluate
+from interp.models import model_device
+from interp.runtime import torch_generator
+
+Level = Literal["neuron", "row", "weight"]
+LEVELS = ("neuron", "row", "weight")
+
+_KEY = re.compile(r"^blocks\.(\d+)\.(attn|mlp)\.(q|k|v|o|in|gate|out)\.weight$")
+_MATRIX_NAME = {
+    "q": "W_Q",
+    "k": "W_K",
+    "v": "W_V",
+    "o": "W_O",
+    "in": "W_in",
+    "gate": "W_gate",
+    "out": "W_out",
+}
+_KEY_PART = {v: k for k, v in _MATRIX_NAME.items()}
+_UNIT = re.compile(
+    r"^L(?P<layer>\d+)\.(?:mlp\.n(?P<neuron>\d+)"
+    r"|(?P<block>attn|mlp)\.(?P<matrix>W_\w+?)(?:\.row(?P<row>\d+)|\[(?P<r>\d+),(?P<c>\d+)\]))$"
+)
+
+
+# --- units and their names ---------------------------------------------------------------------------
+
+
+def prunable_matrices(model: torch.nn.Module) -> list[str]:
+    """State-dict keys of every attention q/k/v/o and MLP in/gate/out weight, in block order."""
+    return [key for key in model.state_dict() if _KEY.match(key)]
+
+
+def matrix_name(key: str) -> str:
+    """``blocks.1.attn.v.weight`` -> ``L1.attn.W_V``."""
+    m = _KEY.match(key)
+    if m is None:
+        raise ConfigError(f"'{key}' is not a prunable weight matrix")
+    return f"L{m.group(1)}.{m.group(2)}.{_MATRIX_NAME[m.group(3)]}"
+
+
+def _matrix_key(layer: int, block: str, matrix: str) -> str:
+    if matrix not in _KEY_PART:
+        raise ConfigError(f"unknown matrix '{matrix}' in a unit name; use one of {', '.join(_KEY_PART)}")
+    return f"blocks.{layer}.{block}.{_KEY_PART[matrix]}.weight"
+
+
+def _mlp_keys(state: dict[str, Tensor], layer: int) -> tuple[str, str | None, str]:
+    w_in, gate, w_out = (f"blocks.{layer}.mlp.{part}.weight" for part in ("in", "gate", "out"))
+    if w_in not in state or w_out not in state:
+        raise ConfigError(f"layer {layer} has no MLP (attention-only model?); use level 'row' or 'weight'")
+    return w_in, (gate if gate in state else None), w_out
+
+
+def _zero_unit(state: dict[str, Tensor], unit: str) -> None:
+    """Zero one named unit in place in ``state`` (tensors of the model being edited)."""
+    m = _UNIT.match(unit)
+    if m is None:
+        raise ConfigError(
+            f"cannot parse unit '{unit}'; use names like L0.mlp.n42, L1.attn.W_V.row7 or L1.attn.W_V[7,3]"
+        )
+    layer = int(m.group("layer"))
+    if m.group("neuron") is not None:
+        n = int(m.group("neuron"))
+        w_in, gate, w_out = _mlp_keys(state, layer)
+        if n >= state[w_out].shape[1]:
+            raise ConfigError(f"unit '{unit}': layer {layer} has {state[w_out].shape[1]} neurons")
+        state[w_out][:, n] = 0
+        state[w_in][n, :] = 0
+        if gate is not None:
+            state[gate][n, :] = 0
+        return
+    key = _matrix_key(layer, m.group("block"), m.group("matrix"))
+    if key not in state:
+        raise ConfigError(f"unit '{unit}': the model has no weight '{key}'")
+    weight = state[key]
+    if m.group("row") is not None:
+        row = int(m.group("row"))
+        if row >= weight.shape[0]:
+            raise ConfigError(f"unit '{unit}': {key} has {weight.shape[0]} rows")
+        weight[row, :] = 0
+        return
+    r, c = int(m.group("r")), int(m.group("c"))
+    if r >= weight.shape[0] or c >= weight.shape[1]:
+        raise ConfigError(f"unit '{unit}': {key} has shape {tuple(weight.shape)}")
+    weight[r, c] = 0
+
+
+def prune_units(model: torch.nn.Module, units: Iterable[str]) -> torch.nn.Module:
+    """A deep copy of ``model`` with the named units zeroed (the original is untouched)."""
+    pruned = copy.deepcopy(model)
+    state = pruned.state_dict()
+    with torch.no_grad():
+        for unit in units:
+            _zero_unit(state, unit)
+    return pruned
+
+
+# --- scores ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitScores:
+    """One score per unit, concatenated over matrices (or MLP layers), and the pruning order.
+
+    ``groups`` holds (name prefix, number of units, columns) per matrix; names are built on demand so
+    weight-level scores of a large model do not need millions of strings. ``prune_highest`` says
+    whether the highest (saliency) or the lowest (importance baselines) scores are pruned first.
+    """
+
+    level: Level
+    method: str
+    groups: tuple[tuple[str, int, int], ...]
+    scores: Float[Tensor, " unit"]
+    prune_highest: bool
+
+    def __len__(self) -> int:
+        return self.scores.numel()
+
+    def name(self, index: int) -> str:
+        """The human-readable name of flat unit ``index``."""
+        for prefix, size, n_cols in self.groups:
+            if index < size:
+                if self.level == "neuron":
+                    return f"{prefix}.n{index}"
+                if self.level == "row":
+                    return f"{prefix}.row{index}"
+                r, c = divmod(index, n_cols)
+                return f"{prefix}[{r},{c}]"
+            index -= size
+        raise IndexError(f"unit index out of range for {len(self)} units")
+
+    def order(self, k: int | None = None) -> Tensor:
+        """Flat indices of the first ``k`` units to prune (all when None); ties keep unit order."""
+        keys = -self.scores if self.prune_highest else self.scores
+        idx = torch.sort(keys, stable=True).indices
+        return idx if k is None else idx[:k]
+
+    def top(self, k: int) -> tuple[str, ...]:
+        """Names of the first ``k`` units to prune."""
+        if k > len(self):
+            raise ConfigError(f"k {k} exceeds the {len(self)} {self.level} units of the model")
+        return tuple(self.name(int(i)) for i in self.order(k))
+
+    def by_name(self) -> dict[str, float]:
+        """All scores by unit name (for neuron and row levels; weight level can be very large)."""
+        return {self.name(i): float(s) for i, s in enumerate(self.scores)}
+
+    def to_json(self, top: int = 20) -> dict:
+        idx = self.order(min(top, len(self)))
+        return {
+            "level": self.level,
+            "method": self.method,
+            "prune_highest": self.prune_highest,
+            "n_units": len(self),
+            "top": [{"unit": self.name(int(i)), "score": float(self.scores[i])} for i in idx],
+        }
+
+
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ConfigError(f"unknown pruning level '{level}'; use neuron, row or weight")
+
+
+def _as_batch(data: Batch | EvalSet) -> Batch:
+    batch = data.batch if isinstance(data, EvalSet) else data
+    if len(batch) == 0:
+        raise DataError("pruning needs a non-empty scoring batch")
+    return batch
+
+
+def _n_layers_with_mlp(state: dict[str, Tensor], n_layers: int) -> list[int]:
+    return [layer for layer in range(n_layers) if f"blocks.{layer}.mlp.out.weight" in state]
+
+
+def _reduce(
+    model: torch.nn.Module, level: Level, per_weight: dict[str, Tensor], method: str, prune_highest: bool
+) -> UnitScores:
+    """Sum per-weight scores into units of ``level``."""
+    groups, parts = [], []
+    if level == "neuron":
+        layers = _n_layers_with_mlp(per_weight, model.cfg.n_layers)
+        if not layers:
+            raise ConfigError("the model has no MLP neurons (attention-only); use level 'row' or 'weight'")
+        for layer in layers:
+            out = per_weight[f"blocks.{layer}.mlp.out.weight"]  # (d_model, d_mlp)
+            groups.append((f"L{layer}.mlp", out.shape[1], 1))
+            parts.append(out.sum(0))
+    else:
+        for key in prunable_matrices(model):
+            values = per_weight[key]
+            if level == "row":
+                groups.append((matrix_name(key), values.shape[0], values.shape[1]))
+                parts.append(values.sum(1))
+            else:
+                groups.append((matrix_name(key), values.numel(), values.shape[1]))
+                parts.append(values.flatten())
+    return UnitScores(level, method, tuple(groups), torch.cat(parts).detach().cpu(), prune_highest)
+
+
+def _score_keys(model: torch.nn.Module, level: Level) -> list[str]:
+    keys = prunable_matrices(model)
+    if level == "neuron":
+        keys = [k for k in keys if k.endswith("mlp.out.weight")]
+    if not keys:
+        raise ConfigError(f"the model has no {level}-level units to prune")
+    return keys
+
+
+def loss_gradients(
+    model: torch.nn.Module, data: Batch | EvalSet, keys: Sequence[str], *, batch_size: int = 256
+) -> tuple[dict[str, Tensor], float]:
+    """Gradients of the mean answer cross-entropy over ``data`` w.r.t. the named weights, and the loss.
+
+    Uses ``torch.autograd.grad``, so the model's ``.grad`` fields are left alone.
+    """
+    batch = _as_batch(data)
+    batch.check_vocab(model.cfg.d_vocab)
+    params = model.state_dict(keep_vars=True)
+    targets = [params[k] for k in keys]
+    device = model_device(model)
+    grads = [torch.zeros_like(t) for t in targets]
+    total = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        for chunk in batch.chunks(batch_size):
+            chunk = chunk.to(device)
+            loss = F.cross_entropy(answer_logits(model, chunk).float(), chunk.answers, reduction="sum")
+            parts = torch.autograd.grad(loss / len(batch), targets, allow_unused=True)
+            for g, part in zip(grads, parts, strict=True):
+                if part is not None:
+                    g += part
+            total += float(loss.detach())
+    finally:
+        model.train(was_training)
+    return dict(zip(keys, grads, strict=True)), total / len(batch)
+
+
+def saliency_scores(
+    model: torch.nn.Module, data: Batch | EvalSet, *, level: Level = "neuron", batch_size: int = 256
+) -> UnitScores:
+    """The study's grad x weight score of every unit on the pretraining-task loss (highest pruned first)."""
+    _check_level(level)
+    keys = _score_keys(model, level)
+    grads, _ = loss_gradients(model, data, keys, batch_size=batch_size)
+    state = model.state_dict()
+    per_weight = {k: (grads[k] * state[k]).detach() for k in keys}
+    return _reduce(model, level, per_weight, "saliency", prune_highest=True)
+
+
+def magnitude_scores(model: torch.nn.Module, *, level: Level = "neuron") -> UnitScores:
+    """Importance by weight magnitude: |W| per weight, squared norms per row or neuron (lowest pruned first)."""
+    _check_level(level)
+    state = model.state_dict()
+    keys = _score_keys(model, level)
+    per_weight = {k: state[k].detach().abs() if level == "weight" else state[k].detach() ** 2 for k in keys}
+    return _reduce(model, level, per_weight, "magnitude", prune_highest=False)
+
+
+def random_scores(model: torch.nn.Module, *, level: Level = "neuron", seed: int = 0) -> UnitScores:
+    """Uniform random scores: a random-pruning control (lowest pruned first)."""
+    _check_level(level)
+    state = model.state_dict()
+    gen = torch_generator(seed)
+    keys = _score_keys(model, level)
+    per_weight = {k: torch.rand(state[k].shape, generator=gen) for k in keys}
+    return _reduce(model, level, per_weight, "random", prune_highest=False)
+
+
+@torch.no_grad()
+def wanda_scores(
+    model: torch.nn.Module, data: Batch | EvalSet, *, level: Level = "neuron", batch_size: int = 256
+) -> UnitScores:
+    """Wanda importance |W_ij| x ||X_j||_2 (input norm over every token of ``data``); lowest pruned first."""
+    _check_level(level)
+    batch = _as_batch(data)
+    keys = _score_keys(model, level)
+    params = model.state_dict(keep_vars=True)
+    owners = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            for key in keys:
+                if p is params[key]:
+                    owners[key] = module
+    sq_norms = {k: torch.zeros(params[k].shape[1], device=params[k].device) for k in keys}
+
+    def make_hook(key: str):
+        def hook(module, args) -> None:  # noqa: ARG001
+            x = args[0]
+            sq_norms[key] += x.detach().float().reshape(-1, x.shape[-1]).pow(2).sum(0)
+
+        return hook
+
+    handles = [owners[k].register_forward_pre_hook(make_hook(k)) for k in keys]
+    was_training = model.training
+    model.eval()
+    try:
+        device = model_device(model)
+        for chunk in batch.chunks(batch_size):
+            model(chunk.to(device).tokens)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    per_weight = {k: params[k].detach().abs() * sq_norms[k].sqrt()[None, :] for k in keys}
+    return _reduce(model, level, per_weight, "wanda", prune_highest=False)
+
+
+# --- pruning ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """A pruned copy of a model and the units removed, in pruning order, with their scores."""
+
+    model: torch.nn.Module
+    units: tuple[str, ...]
+    scores: tuple[float, ...]
+    level: Level
+    method: str
+
+    def to_json(self) -> dict:
+        return {
+            "level": self.level,
+            "method": self.method,
+            "units": list(self.units),
+            "scores": list(self.scores),
+        }
+
+
+def prune_by_saliency(
+    model: torch.nn.Module,
+    data: Batch | EvalSet,
+    *,
+    k: int,
+    level: Level = "neuron",
+    scores: UnitScores | None = None,
+    batch_size: int = 256,
+) -> PruneResult:
+    """Zero the top-``k`` units by grad x weight on ``data`` (or by ``scores``) in a copy of ``model``."""
+    if k < 0:
+        raise ConfigError(f"k must be >= 0, got {k}")
+    scores = scores or saliency_scores(model, data, level=level, batch_size=batch_size)
+    idx = scores.order(k)
+    units = scores.top(k)
+    return PruneResult(
+        model=prune_units(model, units),
+        units=units,
+        scores=tuple(float(scores.scores[i]) for i in idx),
+        level=scores.level,
+        method=scores.method,
+    )
+
+
+@dataclass(frozen=True)
+class PruneCurve:
+    """Accuracy (and loss) on each evaluation set after pruning the first K units, for each K."""
+
+    ks: tuple[int, ...]
+    accuracy: dict[str, tuple[float, ...]]
+    loss: dict[str, tuple[float, ...]]
+    units: tuple[str, ...]  # pruning order; the first K were removed at K
+    scores: tuple[float, ...]
+    level: Level
+    method: str
+
+    def best(self, eval_name: str, k_max: int | None = None) -> tuple[int, float]:
+        """(K, accuracy) of the highest accuracy on ``eval_name`` with K <= ``k_max``."""
+        if eval_name not in self.accuracy:
+            raise DataError(f"no evaluation set '{eval_name}'; the curve has {sorted(self.accuracy)}")
+        pairs = [
+            (k, a)
+            for k, a in zip(self.ks, self.accuracy[eval_name], strict=True)
+            if k_max is None or k <= k_max
+        ]
+        return max(pairs, key=lambda p: (p[1], -p[0]))
+
+    def to_json(self) -> dict:
+        return {
+            "ks": list(self.ks),
+            "accuracy": {k: list(v) for k, v in self.accuracy.items()},
+            "loss": {k: list(v) for k, v in self.loss.items()},
+            "units": list(self.units),
+            "scores": list(self.scores),
+            "level": self.level,
+            "method": self.method,
+        }
+
+
+def pruning_curve(
+    model: torch.nn.Module,
+    score_data: Batch | EvalSet,
+    eval_sets: Sequence[EvalSet],
+    *,
+    ks: Iterable[int] = range(0, 16),
+    level: Level = "neuron",
+    scores: UnitScores | None = None,
+    batch_size: int = 256,
+) -> PruneCurve:
+    """Evaluate copies of ``model`` with the top-K units (one ranking, scored once) removed, per K."""
+    ks = tuple(sorted(set(ks)))
+    if not ks or ks[0] < 0:
+        raise ConfigError(f"ks must be non-negative integers, got {ks}")
+    if not eval_sets:
+        raise DataError("pruning_curve needs at least one evaluation set")
+    scores = scores or saliency_scores(model, score_data, level=level, batch_size=batch_size)
+    units = scores.top(ks[-1])
+    idx = scores.order(ks[-1])
+    pruned = copy.deepcopy(model)
+    state = pruned.state_dict()
+    accuracy: dict[str, list[float]] = {e.name: [] for e in eval_sets}
+    loss: dict[str, list[float]] = {e.name: [] for e in eval_sets}
+    done = 0
+    for k in ks:
+        with torch.no_grad():
+            for unit in units[done:k]:
+                _zero_unit(state, unit)
+        done = k
+        for eval_set in eval_sets:
+            result = evaluate(pruned, eval_set, batch_size=batch_size)
+            accuracy[eval_set.name].append(result.accuracy)
+            loss[eval_set.name].append(result.loss)
+    return PruneCurve(
+        ks=ks,
+        accuracy={k: tuple(v) for k, v in accuracy.items()},
+        loss={k: tuple(v) for k, v in loss.items()},
+        units=units,
+        scores=tuple(float(scores.scores[i]) for i in idx),
+        level=scores.level,
+        method=scores.method,
+    )
+
+
+# --- learned mask ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskConfig:
+    """A learned gate per MLP neuron, trained on the pretraining-task loss plus a removal penalty."""
+
+    kind: Literal["hard_concrete", "sigmoid"] = "hard_concrete"  # L0 gates (Louizos 2018) or plain sigmoid
+    steps: int = 200  # Adam steps on the gate parameters
+    lr: float = 0.05  # Adam learning rate
+    penalty: float = 0.05  # loss (nats) a removed neuron must buy; larger: fewer removals
+    init_open: float = 2.0  # initial gate logit (log alpha): gates start open but not saturated
+    beta: float = 2 / 3  # hard-concrete temperature
+    batch_size: int = 128  # examples per step, drawn from the data
+    refine: bool = True  # afterwards, restore each removed neuron whose removal does not pay its penalty
+    seed: int = 0  # minibatches and hard-concrete noise
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("hard_concrete", "sigmoid"):
+            raise ConfigError(f"unknown mask kind '{self.kind}'; use hard_concrete or sigmoid")
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"mask {name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"mask lr must be a positive number, got {self.lr}")
+        if self.penalty < 0:
+            raise ConfigError(f"mask penalty must be >= 0, got {self.penalty}")
+        if not 0 < self.beta <= 1:
+            raise ConfigError(f"hard-concrete beta must be in (0, 1], got {self.beta}")
+
+
+_GAMMA, _ZETA = -0.1, 1.1  # hard-concrete stretch interval (Louizos et al. 2018)
+
+
+@dataclass(frozen=True)
+class MaskResult:
+    """Learned gates [layer, neuron] (deterministic, in [0, 1]) and the neurons they remove (gate < 0.5)."""
+
+    gates: Float[Tensor, "layer neuron"]
+    layers: tuple[int, ...]
+    removed: tuple[str, ...]  # most-closed first
+    history: tuple[float, ...]  # pretraining-task loss (without the penalty) per step
+    config: MaskConfig
+
+    def to_json(self) -> dict:
+        return {
+            "removed": list(self.removed),
+            "n_removed": len(self.removed),
+            "layers": list(self.layers),
+            "loss_first": self.history[0],
+            "loss_last": self.history[-1],
+            "config": to_dict(self.config),
+        }
+
+
+def _gate_sample(log_alpha: Tensor, config: MaskConfig, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Stochastic gates for one step and the expected number of removed neurons."""
+    if config.kind == "sigmoid":
+        gates = torch.sigmoid(log_alpha)
+        return gates, (1 - gates).sum()
+    u = torch.rand(log_alpha.shape, generator=gen).clamp(1e-6, 1 - 1e-6).to(log_alpha.device)
+    s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + log_alpha) / config.beta)
+    gates = (s * (_ZETA - _GAMMA) + _GAMMA).clamp(0, 1)
+    p_closed = torch.sigmoid(config.beta * math.log(-_GAMMA / _ZETA) - log_alpha)
+    return gates, p_closed.sum()
+
+
+def _gate_final(log_alpha: Tensor, config: MaskConfig) -> Tensor:
+    if config.kind == "sigmoid":
+        return torch.sigmoid(log_alpha)
+    return (torch.sigmoid(log_alpha) * (_ZETA - _GAMMA) + _GAMMA).clamp(0, 1)
+
+
+def learn_mask(
+    model: torch.nn.Module, data: Batch | EvalSet, *, config: MaskConfig | None = None
+) -> MaskResult:
+    """Learn which MLP neurons to remove so the pretraining-task loss on ``data`` falls, removing few.
+
+    Gates multiply ``hooks.mlp_post(l)`` through forward hooks; only the gate parameters get
+    gradients, so the model is not changed. Apply the result with ``prune_units(model, result.removed)``.
+    """
+    config = config or MaskConfig()
+    batch = _as_batch(data)
+    batch.check_vocab(model.cfg.d_vocab)
+    state = model.state_dict()
+    layers = _n_layers_with_mlp(state, model.cfg.n_layers)
+    if not layers:
+        raise ConfigError("learn_mask needs MLP neurons; the model is attention-only")
+    device = model_device(model)
+    d_mlp = state[f"blocks.{layers[0]}.mlp.out.weight"].shape[1]
+    log_alpha = torch.full((len(layers), d_mlp), config.init_open, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([log_alpha], lr=config.lr)
+    gen = torch_generator(config.seed)
+    current: dict[str, Tensor] = {}
+
+    def make_hook(i: int):
+        def hook(act: Tensor, hook) -> Tensor:  # noqa: ARG001
+            return act * current["gates"][i]
+
+        return hook
+
+    fwd_hooks = [(hooks.mlp_post(layer), make_hook(i)) for i, layer in enumerate(layers)]
+    history = []
+    n = len(batch)
+    was_training = model.training
+    model.eval()
+    try:
+        with model.hooks(fwd_hooks=fwd_hooks):
+            for _ in range(config.steps):
+                idx = torch.randint(0, n, (min(config.batch_size, n),), generator=gen)
+                chunk = Batch(
+                    tokens=batch.tokens[idx], answer_pos=batch.answer_pos[idx], answers=batch.answers[idx]
+                )
+                chunk = chunk.to(device)
+                gates, expected_removed = _gate_sample(log_alpha, config, gen)
+                current["gates"] = gates
+                task_loss = F.cross_entropy(answer_logits(model, chunk).float(), chunk.answers)
+                loss = task_loss + config.penalty * expected_removed
+                (grad,) = torch.autograd.grad(loss, [log_alpha])
+                optimizer.zero_grad(set_to_none=True)
+                log_alpha.grad = grad
+                optimizer.step()
+                history.append(float(task_loss.detach()))
+    finally:
+        model.train(was_training)
+    if not np.isfinite(history[-1]):
+        raise DataError("the mask's pretraining-task loss became non-finite; lower the mask lr")
+    gates = _gate_final(log_alpha.detach(), config).cpu()
+    closed = [
+        (float(gates[i, j]), f"L{layer}.mlp.n{j}") for i, layer in enumerate(layers) for j in range(d_mlp)
+    ]
+    removed = [name for value, name in sorted(closed) if value < 0.5]
+    if config.refine:
+        removed = _refine(model, batch, removed, config.penalty)
+    return MaskResult(
+        gates=gates, layers=tuple(layers), removed=tuple(removed), history=tuple(history), config=config
+    )
+
+
+def _refine(model: torch.nn.Module, batch: Batch, removed: list[str], penalty: float) -> list[str]:
+    """Greedy clean-up of a learned mask on the full data and the same objective (loss + penalty x count).
+
+    Most-open removed neuron first, each is restored when that lowers the objective, so every neuron
+    left removed lowers the pretraining-task loss by at least ``penalty`` given the others.
+    """
+    from interp.evaluation import predict
+
+    kept = list(removed)
+    _, best = predict(prune_units(model, kept), batch)
+    for unit in reversed(removed):
+        trial = [u for u in kept if u != unit]
+        _, loss = predict(prune_units(model, trial), batch)
+        if loss <= best + penalty:
+            kept, best = trial, loss
+    return kept
