@@ -20,10 +20,15 @@ from procedural_tasks.pcfg_tasks import PCFGTask, SampleSpec
 
 
 class PlainBlock(nn.Module):
-    """Pre-LN block: causal self-attention and a GELU MLP, as in the TL-native model."""
+    """Pre-LN block: causal self-attention and a GELU MLP, as in the TL-native model.
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    ``sdpa`` uses PyTorch's fused attention kernel; otherwise attention is written out (scores, mask,
+    softmax, weighted sum) as nanoGPT's fallback and the TL-native model do.
+    """
+
+    def __init__(self, cfg: ModelConfig, sdpa: bool) -> None:
         super().__init__()
+        self.sdpa = sdpa
         self.n_heads, self.d_head = cfg.n_heads, cfg.head_dim
         self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.n_heads * cfg.head_dim)
@@ -41,10 +46,10 @@ class PlainBlock(nn.Module):
 
 
 class PlainGPT(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, *, sdpa: bool) -> None:
         super().__init__()
         self.embed, self.pos = nn.Embedding(cfg.d_vocab, cfg.d_model), nn.Embedding(cfg.n_ctx, cfg.d_model)
-        self.blocks = nn.ModuleList(PlainBlock(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(PlainBlock(cfg, sdpa) for _ in range(cfg.n_layers))
         self.ln_f, self.head = nn.LayerNorm(cfg.d_model), nn.Linear(cfg.d_model, cfg.d_vocab, bias=False)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -101,14 +106,14 @@ def main() -> None:
 
     batches = [task.batch(SampleSpec(), args.batch_size, seed=0, step=i) for i in range(8)]
     tl_model = build_model(cfg)
-    plain = PlainGPT(cfg)
+    plain, fused = PlainGPT(cfg, sdpa=False), PlainGPT(cfg, sdpa=True)
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in tl_model.parameters())
-    times: dict[str, list[float]] = {"tl": [], "native": [], "plain": []}
+    models = {"tl": tl_model, "native": tl_model.original_model, "plain": plain, "fused": fused}
+    times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.rounds):
-        times["tl"].append(time_training(tl_model, batches, args.steps))
-        times["native"].append(time_training(tl_model.original_model, batches, args.steps))
-        times["plain"].append(time_training(plain, batches, args.steps))
-    tl, native, pl = (sorted(v)[len(v) // 2] for v in times.values())
+        for name, model in models.items():
+            times[name].append(time_training(model, batches, args.steps))
+    tl, native, pl, fu = (sorted(v)[len(v) // 2] for v in times.values())
     tokens = args.batch_size * sp.task.seq_len
     print(
         json.dumps(
@@ -123,6 +128,8 @@ def main() -> None:
                 "tl_over_plain_time_ratio": round(tl / pl, 3),
                 "tl_step_ms": round(1000 * tl, 1),
                 "tl_native_module_step_ms": round(1000 * native, 1),
+                "plain_sdpa_step_ms": round(1000 * fu, 1),
+                "tl_over_plain_sdpa_time_ratio": round(tl / fu, 3),
                 "plain_step_ms": round(1000 * pl, 1),
                 "pcfg_samples_per_s": round(gen_rate),
                 "pcfg_correlated_samples_per_s": round(corr_rate),

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp.config import from_dict, to_dict
+from interp.atomic_files import atomic_write, atomic_write_text
+from interp.config import FTMECH_VERSION, from_dict, to_dict
 from interp.errors import CheckpointError, ConfigError
 from interp.models import ModelConfig, build_model
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-FTMECH_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)
@@ -58,34 +57,12 @@ def provenance() -> dict[str, Any]:
     return {"ftmech_version": FTMECH_VERSION, "torch_version": torch.__version__, "git_commit": commit}
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def atomic_save_tensors(
     tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
 ) -> None:
-    """Save tensors as safetensors through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save tensors as safetensors atomically (temporary file + rename)."""
+    cpu = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    atomic_write(Path(path), lambda tmp: save_file(cpu, tmp, metadata=metadata))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:

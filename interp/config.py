@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from interp.errors import ConfigError
 
 C = TypeVar("C")
+FTMECH_VERSION = "0.1.0"  # recorded beside every result
 
 
 def to_dict(config: Any) -> dict[str, Any]:

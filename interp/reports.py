@@ -36,6 +36,8 @@ import plotly.io as pio
 import plotly.offline
 from plotly.subplots import make_subplots
 
+from interp.atomic_files import atomic_write_text
+from interp.config import FTMECH_VERSION
 from interp.errors import ConfigError, DataError, FtmechError
 
 Band = Literal["minmax", "bootstrap"]
@@ -522,11 +524,6 @@ def write_report(
     ``intro_html`` is trusted HTML (the study's own text); titles and captions are escaped. ``data`` is
     extra JSON-native data for the data block (e.g. the study's summary). NaN and inf become null there.
     """
-    from interp.checkpoints import (
-        FTMECH_VERSION,
-        atomic_write_text,
-    )  # imports transformer_lens: only when writing
-
     if not sections:
         raise ConfigError("write_report needs at least one Section")
     path = Path(path)

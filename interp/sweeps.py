@@ -17,7 +17,6 @@ import itertools
 import json
 import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
+from interp.atomic_files import atomic_write_text
 from interp.config import config_hash, to_dict
 from interp.errors import ConfigError
 
@@ -82,7 +82,7 @@ def run_dir(root: str | Path, stage: str, config: Any) -> Path:
             )
         return path
     path.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(job_json, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(job_json, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -301,7 +301,7 @@ def _execute(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[str
                 f"{job['fn']} returned a value that is not JSON-native ({exc}); "
                 "return numbers, strings, lists or dicts, or None and write results to out_dir"
             ) from None
-        _atomic_write_text(out_dir / DONE, text + "\n")
+        atomic_write_text(out_dir / DONE, text + "\n")
         return {"status": "ok", "wall_s": wall_s, "value": json.loads(text)["value"]}
     except Exception as exc:
         return {
@@ -406,23 +406,6 @@ def _json_native(value: Any, what: str) -> Any:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what} must be JSON-native (numbers, strings, lists, dicts): {exc}") from None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Temporary file + rename, as ``interp.checkpoints.atomic_write_text``.
-
-    Not imported from there: ``interp.checkpoints`` imports transformer_lens (seconds per worker process).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _log(message: str) -> None:

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from interp.atomic_files import atomic_write_text
 from interp.batches import Batch, EvalSet
 from interp.checkpoints import (
     atomic_save_tensors,
-    atomic_write_text,
     load_tensors,
     load_weights_into,
     replace_dir,

@@ -14,8 +14,9 @@ from typing import Any
 
 import torch
 
+from interp.atomic_files import atomic_write_text
 from interp.batches import Batch, EvalSet, concat_batches
-from interp.checkpoints import CheckpointInfo, atomic_write_text, load_checkpoint, save_checkpoint
+from interp.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
 from interp.config import from_dict, to_dict
 from interp.errors import CheckpointError, ConfigError
 from interp.evaluation import evaluate
