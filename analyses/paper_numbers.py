@@ -1,0 +1,35 @@
+"""The reference study's published numbers (Jain et al. 2023, arXiv 2311.12786 v2), as data.
+
+Transcribed from ../shared/reference/jain2023_protocol.md, which read them from the paper. Reports place
+them beside ours; nothing here is computed. Accuracies are percentages as printed.
+"""
+
+# Tab. 5 (Counting, 200K pretraining iterations): accuracy after 10K fine-tuning iterations.
+# Key: (eta, P_T(a), C_Tr) -> (O_PT @ C_Te=0, O_FT @ C_Te=0, O_FT @ C_Te=1). The eta values use the
+# appendix labelling (eta_L = 1e-4, eta_M = 1e-5, eta_S = 1e-6).
+PCFG_TABLE5: dict[tuple[float, float, float], tuple[float, float, float]] = {
+    (1e-4, 0.999, 0): (9.5, 100.0, 87.5),
+    (1e-4, 0.999, 1): (15.2, 1.6, 100.0),
+    (1e-4, 0.5, 0): (14.7, 100.0, 99.2),
+    (1e-4, 0.5, 1): (19.0, 16.0, 100.0),
+    (1e-5, 0.999, 0): (10.2, 99.8, 79.7),
+    (1e-5, 0.999, 1): (17.5, 0.0, 100.0),
+    (1e-5, 0.9, 1): (13.5, 3.6, 100.0),
+    (1e-5, 0.5, 1): (41.2, 19.6, 100.0),
+    (1e-6, 0.999, 0): (29.0, 51.8, 29.2),
+    (1e-6, 0.999, 1): (2.3, 0.0, 99.9),
+    (1e-6, 0.9, 0): (100.0, 99.5, 84.6),
+    (1e-6, 0.5, 1): (97.6, 73.9, 100.0),
+}
+
+# Count-b accuracy of the pretrained models before fine-tuning (200K iterations), by P_T(a).
+PCFG_PRETRAINED_COUNT_B = {0.999: 27.1, 0.9: 99.9, 0.5: 99.9}
+
+# Headline numbers of the PCFG part (paper text and figures).
+PCFG_HEADLINES = {
+    "neurons pruned to revive O_PT": "5-15 (Fig. 7, low prior, small LR)",
+    "reverse FT revival, strongly relevant (P^H, P^M)": "0.1K-1K iterations",
+    "reverse FT revival, weakly relevant (P^L)": "about 3K iterations",
+    "Scr.+FT baseline": "about 4.5K iterations, and only at eta_M",
+    "probe accuracy for count(O_PT)": "follows the pretrained model except eta_M with a low prior (Fig. 8)",
+}
