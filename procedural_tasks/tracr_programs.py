@@ -513,16 +513,19 @@ def make_dataset(
     config: ProgramConfig,
     n: int,
     *,
-    seed: int,
+    seed: int | Sequence[int],
     n_letters: int | None = None,
     c_tr: float = 0.0,
     operand_ft: str | int | None = None,
     q: int = 1,
 ) -> TracrDataset:
-    """Sample n inputs (see `sample_letters`) and label them with the reference for O_PT and O_FT."""
+    """Sample n inputs (see `sample_letters`) and label them with the reference for O_PT and O_FT.
+
+    `seed` is an int or a sequence of ints (numpy's SeedSequence entropy), e.g. (seed, stream, step).
+    """
     operand_ft = config.default_operand_ft if operand_ft is None else operand_ft
     _check_operand_ft(config, config.max_seq_len if n_letters is None else n_letters, operand_ft)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(list(seed) if isinstance(seed, Sequence) else seed)
     letters, correlated = sample_letters(
         config, n, rng=rng, n_letters=n_letters, c_tr=c_tr, operand_ft=operand_ft, q=q
     )
