@@ -14,7 +14,7 @@ O_PT) into one of three labels, with every check and its threshold on record:
    - pruning: removing at most ``prune_k_max`` units (the study's Alg. 3) regains >= ``prune_recovery``
      of the accuracy between the baseline and the pretrained accuracy, where baseline = max(floor,
      fine-tuned accuracy), so K = 0 never passes and climbing back to chance earns nothing;
-   - revival: reverse fine-tuning revives O_PT >= ``revival_speedup`` times faster than the control
+   - revival: reverse fine-tuning revives O_PT >= ``min_revival_speedup`` times faster than the control
      (e.g. Scr.+FT), a number the caller measures.
 3. Conflicts are resolved by ``rule``: ``"majority"`` (default) labels the model ``"wrapped"`` when at
    least as many tests pass as fail (a tie counts as wrapped, the cautious label when a removed
@@ -57,7 +57,7 @@ class AuditThresholds:
     probe_margin: float = 0.05  # ... and >= the probe floor + this margin
     prune_k_max: int = 15  # most units pruning may remove (the study's Fig. 7 range)
     prune_recovery: float = 0.5  # fraction of the gap (pretrained - baseline) that pruning must regain
-    revival_speedup: float = 5.0  # reverse fine-tuning this many times faster than the control
+    min_revival_speedup: float = 5.0  # reverse fine-tuning at least this many times faster than the control
     rule: Literal["majority", "any", "all"] = "majority"  # how passing and failing tests combine
     confidence: float = 0.95  # level of the bootstrap and Wilson intervals
     seed: int = 0  # bootstrap resampling
@@ -71,8 +71,10 @@ class AuditThresholds:
             raise ConfigError(f"probe_margin must be in [0, 1), got {self.probe_margin}")
         if self.prune_k_max < 1:
             raise ConfigError(f"prune_k_max must be >= 1, got {self.prune_k_max}")
-        if not (self.revival_speedup > 0 and math.isfinite(self.revival_speedup)):
-            raise ConfigError(f"revival_speedup must be a positive number, got {self.revival_speedup}")
+        if not (self.min_revival_speedup > 0 and math.isfinite(self.min_revival_speedup)):
+            raise ConfigError(
+                f"min_revival_speedup must be a positive number, got {self.min_revival_speedup}"
+            )
         if self.rule not in ("majority", "any", "all"):
             raise ConfigError(f"unknown rule '{self.rule}'; use majority, any or all")
         if not 0 < self.confidence < 1:
@@ -168,7 +170,7 @@ def _statistics(e: AuditEvidence, t: AuditThresholds) -> dict[str, tuple[str, st
         "revival",
         "revival speed-up over the control",
         e.revival_speedup,
-        t.revival_speedup,
+        t.min_revival_speedup,
     )
     return stats
 

@@ -1,0 +1,504 @@
+"""``ftmech probe | prune | diff | patch | audit``: the analysis library on PCFG checkpoints.
+
+``interp/cli.py`` calls ``add_commands(subparsers)``. Handlers import ``procedural_tasks`` lazily to
+load checkpoints (``load_pcfg_model``) and build the counting evaluation sets (``count_a@cte0`` ...);
+the library modules they call never see a PCFG object. With ``--out``, each command writes
+``config.json`` (its arguments and versions), ``summary.json`` (the full result) and ``report.html``
+(a self-contained Plotly figure); it always prints a short JSON summary. Errors are ``FtmechError``s.
+"""
+
+import argparse
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from interp.errors import ConfigError
+
+POSITION_NAMES = {"ART": "answer", "Ans": "answer+1"}
+
+
+# --- shared set-up ---------------------------------------------------------------------------------
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def _position(text: str) -> int | str:
+    """ART (the answer position), Ans (the answer token), an int, or mean_last_N."""
+    from interp.activations import check_position
+
+    if text in POSITION_NAMES:
+        return POSITION_NAMES[text]
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    try:
+        check_position(text)
+    except ConfigError:
+        raise ConfigError(
+            f"unknown --position '{text}'; use ART, Ans, an integer position or mean_last_N"
+        ) from None
+    return text
+
+
+def _setup(args: argparse.Namespace) -> None:
+    from interp.runtime import set_threads
+
+    set_threads(args.threads)
+
+
+def _load(path: str, device: str):
+    from procedural_tasks.pcfg_protocols import load_pcfg_model
+
+    return load_pcfg_model(path, device=device)
+
+
+def _eval_sets(task, args: argparse.Namespace, *, n: int | None = None, seed: int | None = None):
+    from procedural_tasks.pcfg_protocols import counting_eval_sets
+
+    sets = counting_eval_sets(
+        task,
+        n or args.n,
+        operand_pt=args.operand_pt,
+        operand_ft=args.operand_ft,
+        q=args.q,
+        seed=args.seed if seed is None else seed,
+    )
+    return {s.name: s for s in sets}
+
+
+def _pick(sets: dict, name: str):
+    if name not in sets:
+        raise ConfigError(f"no evaluation set '{name}'; use one of {', '.join(sets)}")
+    return sets[name]
+
+
+def _pt_name(args: argparse.Namespace) -> str:
+    from procedural_tasks.pcfg_protocols import eval_name
+
+    return eval_name(args.operand_pt, 0)
+
+
+def _random_init(info, device: str):
+    """A random-init model of the same architecture (a floor for probes and accuracy)."""
+    from interp.models import build_model
+
+    config = dataclasses.replace(info.model_config, seed=info.model_config.seed + 1_000_003)
+    return build_model(config, device=device)
+
+
+def _write(out: str | None, args: argparse.Namespace, summary: dict, fig) -> None:
+    """config.json, summary.json and report.html in ``out`` (each written atomically)."""
+    if out is None:
+        return
+    from interp.atomic_files import atomic_write, atomic_write_text
+    from interp.checkpoints import provenance
+
+    path = Path(out)
+    config = {k: v for k, v in vars(args).items() if k != "handler"}
+    atomic_write_text(
+        path / "config.json", json.dumps({"command": config, **provenance()}, indent=2, default=str)
+    )
+    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
+    atomic_write(path / "report.html", lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True))
+
+
+def _check_same_task(task_a, task_b, a: str, b: str) -> None:
+    if list(task_a.vocab.tokens) != list(task_b.vocab.tokens):
+        raise ConfigError(f"{a} and {b} use different PCFG vocabularies; compare models of one task")
+
+
+# --- probe -----------------------------------------------------------------------------------------
+
+
+def _target_label(target: str) -> str:
+    """``count:a`` -> the label ``count_a`` of PCFG batches; ``answers`` stays as it is."""
+    if target == "answers":
+        return target
+    m = re.fullmatch(r"(\w+):(\w+)", target)
+    if m is None:
+        raise ConfigError(f"cannot read --target '{target}'; use FAMILY:OPERAND such as count:a, or answers")
+    return f"{m.group(1)}_{m.group(2)}"
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    import plotly.graph_objects as go
+
+    from interp import hooks
+    from interp.probing import ProbeConfig, compare_probes
+
+    _setup(args)
+    model, info, task = _load(args.dir, args.device)
+    label = _target_label(args.target)
+    operand = args.target.split(":")[1] if ":" in args.target else args.operand_pt
+    data = _pick(_eval_sets(task, args), args.eval_set or f"count_{operand}@cte0")
+    config = ProbeConfig(backend=args.backend, steps=args.steps, seed=args.seed, n_classes=len(task.vocab))
+    names = hooks.residual_stream(model.cfg.n_layers)
+    models = {"model": model, "random_init": _random_init(info, args.device)}
+    result = compare_probes(
+        models, data, hook_names=names, label=label, position=_position(args.position), config=config
+    )
+    layers = [f"B{i}" for i in range(len(names))]
+    own = result.results["model"]
+    fig = go.Figure()
+    fig.add_scatter(x=layers, y=[own.task[n].test_accuracy for n in names], name=f"probe {label}")
+    fig.add_scatter(
+        x=layers,
+        y=[own.control[n].test_accuracy for n in names],
+        name="control task (random labels per type)",
+    )
+    fig.add_scatter(
+        x=layers,
+        y=[result.results["random_init"].task[n].test_accuracy for n in names],
+        name="random-init model",
+    )
+    fig.add_scatter(
+        x=layers, y=[own.task[n].majority_floor for n in names], name="majority floor", line={"dash": "dot"}
+    )
+    fig.update_layout(
+        title=f"Linear probe of {label} at {args.position} ({data.name}, {args.dir})",
+        xaxis_title="block output",
+        yaxis_title="held-out accuracy",
+        yaxis_range=[0, 1.02],
+    )
+    summary = {"dir": args.dir, "eval_set": data.name, "label": label, **result.to_json()}
+    _write(args.out, args, summary, fig)
+    _print_json(
+        {
+            "label": label,
+            "eval_set": data.name,
+            "test_accuracy": {layers[i]: own.task[n].test_accuracy for i, n in enumerate(names)},
+            "selectivity": {layers[i]: own.selectivity[n] for i, n in enumerate(names)},
+            "random_init": {
+                layers[i]: result.results["random_init"].task[n].test_accuracy for i, n in enumerate(names)
+            },
+            "out": args.out,
+        }
+    )
+
+
+# --- prune -----------------------------------------------------------------------------------------
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    import plotly.graph_objects as go
+
+    from interp.pruning import pruning_curve
+
+    _setup(args)
+    model, _, task = _load(args.dir, args.device)
+    eval_sets = _eval_sets(task, args)
+    score = _pick(_eval_sets(task, args, n=args.score_n, seed=args.seed + 1), _pt_name(args))
+    curve = pruning_curve(model, score, list(eval_sets.values()), ks=range(args.k_max + 1), level=args.level)
+    fig = go.Figure()
+    for name, values in curve.accuracy.items():
+        fig.add_scatter(x=list(curve.ks), y=list(values), name=name, mode="lines+markers")
+    fig.update_layout(
+        title=f"Saliency pruning ({args.level}) of {args.dir}: scored on {score.name}",
+        xaxis_title="units pruned (K)",
+        yaxis_title="accuracy",
+        yaxis_range=[0, 1.02],
+    )
+    summary = {"dir": args.dir, "score_set": score.name, **curve.to_json()}
+    _write(args.out, args, summary, fig)
+    pt = _pt_name(args)
+    best_k, best = curve.best(pt)
+    _print_json(
+        {
+            "level": args.level,
+            "accuracy_k0": {k: v[0] for k, v in curve.accuracy.items()},
+            f"best_{pt}": {"k": best_k, "accuracy": best},
+            "first_units": list(curve.units[:5]),
+            "out": args.out,
+        }
+    )
+
+
+# --- diff ------------------------------------------------------------------------------------------
+
+
+def cmd_diff(args: argparse.Namespace) -> None:
+    from plotly.subplots import make_subplots
+
+    from interp.diffing import attention_diff, key_mask, kl_by_position, weight_diff
+
+    _setup(args)
+    base, _, task = _load(args.base, args.device)
+    finetuned, _, task_ft = _load(args.finetuned, args.device)
+    _check_same_task(task, task_ft, args.base, args.finetuned)
+    data = _pick(_eval_sets(task, args), _pt_name(args))
+    weights = weight_diff(base, finetuned)
+    kl = kl_by_position(base, finetuned, data)
+    tokens = data.batch.tokens
+    groups = {op: key_mask(tokens, [task.vocab.id(op)]) for op in (args.operand_pt, args.operand_ft)}
+    attention = attention_diff(base, finetuned, data, query_pos="answer", key_groups=groups)
+
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        subplot_titles=(
+            "relative weight change ||dW|| / ||W||",
+            "KL(base || fine-tuned) per position",
+            "attention mass from ART to operand tokens (per layer.head)",
+        ),
+    )
+    rows = [m for m in weights.matrices if m.relative is not None]
+    fig.add_bar(x=[m.name for m in rows], y=[m.relative for m in rows], name="||dW||/||W||", row=1, col=1)
+    fig.add_scatter(x=list(range(len(kl.per_position))), y=list(kl.per_position), name="KL", row=2, col=1)
+    heads = [f"L{layer}.H{h}" for layer in range(base.cfg.n_layers) for h in range(base.cfg.n_heads)]
+    for model_name in ("base", "finetuned"):
+        for op in groups:
+            values = [v for layer in attention.mass[model_name][op] for v in layer]
+            fig.add_bar(x=heads, y=values, name=f"{model_name} -> {op}", row=3, col=1)
+    fig.update_layout(title=f"{args.base} vs {args.finetuned}", height=1100, barmode="group")
+    summary = {
+        "base": args.base,
+        "finetuned": args.finetuned,
+        "eval_set": data.name,
+        "weights": weights.to_json(),
+        "kl": kl.to_json(),
+        "attention": attention.to_json(),
+    }
+    _write(args.out, args, summary, fig)
+    top = sorted((m for m in rows if m.effective_rank is not None), key=lambda m: -m.relative)[:5]
+    _print_json(
+        {
+            "total_relative": weights.total_relative,
+            "most_changed": [
+                {"name": m.name, "relative": m.relative, "effective_rank": m.effective_rank} for m in top
+            ],
+            "kl_answer": kl.answer,
+            "kl_mean": kl.mean,
+            "out": args.out,
+        }
+    )
+
+
+# --- patch -----------------------------------------------------------------------------------------
+
+
+def cmd_patch(args: argparse.Namespace) -> None:
+    import plotly.graph_objects as go
+
+    from interp import hooks
+    from interp.patching import answer_accuracy, answer_logprob, patch_across_models
+
+    _setup(args)
+    base, _, task = _load(args.base, args.device)
+    finetuned, _, task_ft = _load(args.finetuned, args.device)
+    _check_same_task(task, task_ft, args.base, args.finetuned)
+    data = _pick(_eval_sets(task, args), _pt_name(args))
+    n_layers = base.cfg.n_layers
+    names = [name for layer in range(n_layers) for name in (hooks.attn_out(layer), hooks.mlp_out(layer))]
+    names += [hooks.resid_post(layer) for layer in range(n_layers)]
+    metric = {"accuracy": answer_accuracy, "logprob": answer_logprob}[args.metric]
+    positions = None if args.positions == "all" else "answer"
+    results = {
+        "base->finetuned": patch_across_models(
+            base, finetuned, data, hook_names=names, metric=metric, positions=positions
+        ),
+        "finetuned->base": patch_across_models(
+            finetuned, base, data, hook_names=names, metric=metric, positions=positions
+        ),
+    }
+    fig = go.Figure()
+    for direction, result in results.items():
+        fig.add_bar(
+            x=names, y=[result.patched[n] for n in names], name=f"{direction} (target {result.target:.3f})"
+        )
+    fig.update_layout(
+        title=f"Patching one component at a time on {data.name} ({args.metric}, positions {args.positions})",
+        yaxis_title=args.metric,
+        barmode="group",
+    )
+    summary = {"base": args.base, "finetuned": args.finetuned, "eval_set": data.name}
+    summary |= {k: v.to_json() for k, v in results.items()}
+    _write(args.out, args, summary, fig)
+    _print_json(
+        {
+            direction: {
+                "source": r.source,
+                "target": r.target,
+                "most_restored": max(
+                    ((k, v) for k, v in r.restored().items() if v is not None),
+                    key=lambda kv: kv[1],
+                    default=None,
+                ),
+            }
+            for direction, r in results.items()
+        }
+        | {"out": args.out}
+    )
+
+
+# --- audit -----------------------------------------------------------------------------------------
+
+
+THRESHOLD_FLAGS = (
+    "behaviour_ratio",
+    "probe_ratio",
+    "probe_margin",
+    "prune_k_max",
+    "prune_recovery",
+    "min_revival_speedup",
+    "rule",
+)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    import plotly.graph_objects as go
+
+    from interp.audit import AuditThresholds, audit, collect_evidence
+    from interp.probing import ProbeConfig
+
+    if args.task != "count":
+        raise ConfigError(f"--task '{args.task}' is not supported yet; use --task count")
+    _setup(args)
+    changes = {f: getattr(args, f) for f in THRESHOLD_FLAGS if getattr(args, f) is not None}
+    thresholds = AuditThresholds(**changes)
+    speedups = args.revival_speedup or []
+    if speedups and len(speedups) not in (1, len(args.finetuned)):
+        raise ConfigError(
+            f"--revival-speedup has {len(speedups)} values for {len(args.finetuned)} --finetuned dirs; give one or one each"
+        )
+    pretrained, info, task = _load(args.base, args.device)
+    random_model = _random_init(info, args.device)
+    pt_name = _pt_name(args)
+    pt_eval = _pick(_eval_sets(task, args), pt_name)
+    score = _pick(_eval_sets(task, args, n=args.score_n, seed=args.seed + 1), pt_name)
+    probe_config = ProbeConfig(steps=args.probe_steps, seed=args.seed, n_classes=len(task.vocab))
+    evidence = []
+    for i, ft_dir in enumerate(args.finetuned):
+        finetuned, _, task_ft = _load(ft_dir, args.device)
+        _check_same_task(task, task_ft, args.base, ft_dir)
+        evidence.append(
+            collect_evidence(
+                pretrained,
+                finetuned,
+                pt_eval=pt_eval,
+                prune_data=score,
+                probe_data=pt_eval,
+                probe_label=f"count_{args.operand_pt}",
+                random_model=random_model,
+                probe_config=probe_config,
+                level=args.level,
+                k_max=thresholds.prune_k_max,
+                revival_speedup=(speedups[i] if len(speedups) > 1 else speedups[0]) if speedups else None,
+                seed=i,
+                name=ft_dir,
+            )
+        )
+    verdict = audit(evidence, thresholds)
+    rows = [c for c in verdict.evidence if c.value is not None]
+    fig = go.Figure()
+    fig.add_bar(
+        x=[c.statistic for c in rows],
+        y=[c.value / c.threshold for c in rows],
+        error_y={
+            "type": "data",
+            "symmetric": False,
+            "array": [0 if c.ci_high is None else (c.ci_high - c.value) / c.threshold for c in rows],
+            "arrayminus": [0 if c.ci_low is None else (c.value - c.ci_low) / c.threshold for c in rows],
+        },
+        marker_color=["seagreen" if c.passed else "indianred" for c in rows],
+        name="value / threshold",
+    )
+    fig.add_hline(y=1.0, line_dash="dot")
+    fig.update_layout(
+        title=f"Audit of O_PT = count {args.operand_pt}: {verdict.label} ({len(evidence)} run(s)); bars >= 1 pass",
+        yaxis_title="value / threshold",
+    )
+    summary = {"verdict": verdict.to_json(), "evidence": [e.to_json() for e in evidence]}
+    _write(args.out, args, summary, fig)
+    _print_json(
+        {
+            "label": verdict.label,
+            "reason": verdict.reason,
+            "tests": verdict.tests,
+            "seed_labels": list(verdict.seed_labels),
+            "out": args.out,
+        }
+    )
+
+
+# --- parser ----------------------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, *, n: int = 1000) -> None:
+    p.add_argument("--operand-pt", default="a", help="O_PT, the pretraining operand")
+    p.add_argument("--operand-ft", default="b", help="O_FT, the fine-tuning operand")
+    p.add_argument("--q", type=int, default=1, help="planted offset of the correlated evaluation sets")
+    p.add_argument("--n", type=int, default=n, help="sequences per evaluation set")
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation data (and probes)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default $FTMECH_THREADS or 1)")
+    p.add_argument("--out", help="directory for config.json, summary.json and report.html")
+
+
+def add_commands(subparsers) -> None:
+    """Add ``probe``, ``prune``, ``diff``, ``patch`` and ``audit`` to the ``ftmech`` subparsers."""
+    p = subparsers.add_parser("probe", help="linear probes of a label at every block output, with controls")
+    p.add_argument("dir", help="checkpoint directory")
+    p.add_argument(
+        "--target", default="count:a", help="FAMILY:OPERAND label to probe, e.g. count:a, or answers"
+    )
+    p.add_argument("--position", default="ART", help="ART, Ans, an integer position, or mean_last_N")
+    p.add_argument("--eval-set", help="evaluation set to probe on (default count_<operand>@cte0)")
+    p.add_argument("--backend", default="torch", choices=["torch", "sklearn"], help="probe optimiser")
+    p.add_argument("--steps", type=int, default=4000, help="probe optimizer steps (the study's 4K)")
+    _common(p)
+    p.set_defaults(handler=cmd_probe)
+
+    p = subparsers.add_parser("prune", help="accuracy after removing the top-K saliency units (study Alg. 3)")
+    p.add_argument("dir", help="checkpoint directory")
+    p.add_argument("--k-max", type=int, default=15, help="largest number of units pruned")
+    p.add_argument("--level", default="neuron", choices=["neuron", "row", "weight"], help="unit granularity")
+    p.add_argument("--score-n", type=int, default=512, help="O_PT sequences in the scoring batch")
+    _common(p)
+    p.set_defaults(handler=cmd_prune)
+
+    p = subparsers.add_parser("diff", help="weight, attention and next-token changes from base to fine-tuned")
+    p.add_argument("base", help="pretrained checkpoint directory")
+    p.add_argument("finetuned", help="fine-tuned checkpoint directory")
+    _common(p, n=500)
+    p.set_defaults(handler=cmd_diff)
+
+    p = subparsers.add_parser("patch", help="patch each component between base and fine-tuned, both ways")
+    p.add_argument("base", help="pretrained checkpoint directory")
+    p.add_argument("finetuned", help="fine-tuned checkpoint directory")
+    p.add_argument("--metric", default="accuracy", choices=["accuracy", "logprob"], help="O_PT answer metric")
+    p.add_argument("--positions", default="all", choices=["all", "answer"], help="positions patched")
+    _common(p, n=500)
+    p.set_defaults(handler=cmd_patch)
+
+    p = subparsers.add_parser("audit", help="label O_PT removed, wrapped or intact in fine-tuned models")
+    p.add_argument("--base", required=True, help="pretrained checkpoint directory")
+    p.add_argument(
+        "--finetuned", required=True, nargs="+", help="fine-tuned checkpoint directories (one per seed)"
+    )
+    p.add_argument("--task", default="count", help="task family (count)")
+    p.add_argument(
+        "--revival-speedup", type=float, nargs="+", help="measured revival speed-up(s): one, or one per dir"
+    )
+    p.add_argument(
+        "--level", default="neuron", choices=["neuron", "row", "weight"], help="pruning granularity"
+    )
+    p.add_argument("--score-n", type=int, default=512, help="O_PT sequences in the pruning scoring batch")
+    p.add_argument("--probe-steps", type=int, default=4000, help="probe optimizer steps")
+    p.add_argument(
+        "--behaviour-ratio", type=float, help="intact if fine-tuned/pretrained O_PT accuracy >= this (0.9)"
+    )
+    p.add_argument(
+        "--probe-ratio", type=float, help="probe retained at this fraction of the pretrained probe (0.9)"
+    )
+    p.add_argument("--probe-margin", type=float, help="probe must beat its floor by this (0.05)")
+    p.add_argument("--prune-k-max", type=int, help="most units pruning may remove (15)")
+    p.add_argument(
+        "--prune-recovery", type=float, help="fraction of the accuracy gap pruning must regain (0.5)"
+    )
+    p.add_argument("--min-revival-speedup", type=float, help="revival speed-up that counts as fast (5)")
+    p.add_argument("--rule", choices=["majority", "any", "all"], help="how passing and failing tests combine")
+    _common(p)
+    p.set_defaults(handler=cmd_audit)
