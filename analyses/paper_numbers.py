@@ -33,3 +33,25 @@ PCFG_HEADLINES = {
     "Scr.+FT baseline": "about 4.5K iterations, and only at eta_M",
     "probe accuracy for count(O_PT)": "follows the pretrained model except eta_M with a low prior (Fig. 8)",
 }
+
+# Tab. 3 (Tracr fine-tuning), the protocol's key cells. Key: (program, eta, C_Tr) ->
+# (Acc O_PT @ C_Te=1, Acc O_FT @ C_Te=1, Acc O_PT @ C_Te=0, Acc O_FT @ C_Te=0). Programs: "counter"
+# (count b instead of a) and "max_identifier" (O_FT not stated in the paper; we use the 6th largest).
+TRACR_TABLE3: dict[tuple[str, float, float], tuple[float, float, float, float]] = {
+    ("counter", 1e-1, 0): (0.0, 100.0, 0.0, 100.0),
+    ("counter", 1e-1, 1): (0.0, 100.0, 35.8, 0.7),
+    ("counter", 1e-2, 0): (1.1, 96.3, 0.0, 98.8),
+    ("counter", 1e-2, 1): (0.3, 98.3, 4.2, 0.2),
+    ("counter", 1e-3, 0): (54.6, 1.2, 25.7, 27.2),
+    ("counter", 1e-3, 1): (4.0, 94.3, 10.3, 2.2),
+    ("counter", 1e-4, 0): (32.6, 0.0, 10.6, 28.7),
+    ("counter", 1e-4, 1): (1.6, 98.3, 10.6, 0.2),
+    ("max_identifier", 1e-1, 0): (20.3, 34.5, 0.0, 99.3),
+    ("max_identifier", 1e-1, 1): (0.3, 99.6, 16.8, 37.8),
+    ("max_identifier", 1e-2, 0): (29.7, 0.2, 16.3, 52.6),
+    ("max_identifier", 1e-2, 1): (11.1, 78.5, 23.8, 14.4),
+    ("max_identifier", 1e-3, 0): (6.4, 20.2, 4.5, 28.5),
+    ("max_identifier", 1e-3, 1): (16.0, 33.2, 12.8, 14.0),
+    ("max_identifier", 1e-4, 0): (0.5, 82.6, 0.5, 91.1),
+    ("max_identifier", 1e-4, 1): (0.0, 90.2, 0.7, 88.6),
+}
