@@ -1,0 +1,162 @@
+"""``ftmech tracr compile|finetune|analyse``: the compiled-model (Tracr) part of the study.
+
+``add_commands(subparsers)`` adds the ``tracr`` command to ``ftmech``'s parser. Handlers import
+``procedural_tasks`` lazily, so ``interp`` keeps no import-time dependency on the task packages.
+Errors are ``FtmechError``s: ``ftmech`` prints them as one line and exits with code 2.
+"""
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from interp.errors import ConfigError
+
+TRACR_MISSING = (
+    "ftmech tracr compile needs tracr and JAX, which are not installed; install the extra "
+    "(pip install 'ftmech[tracr]') or use the precompiled weights shipped in procedural_tasks/tracr_weights"
+)
+COMPILE_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compile_tracr.py"
+
+
+def _print_json(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def _float_or_none(text: str) -> float | None:
+    if text.lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, e.g. 0,1,2,4; got {text!r}"
+        ) from None
+
+
+def cmd_compile(args: argparse.Namespace) -> None:
+    """Compile the RASP programs with tracr and write the weights (scripts/compile_tracr.py's logic)."""
+    if importlib.util.find_spec("tracr") is None or importlib.util.find_spec("jax") is None:
+        raise ConfigError(TRACR_MISSING)
+    if not COMPILE_SCRIPT.is_file():
+        raise ConfigError(f"{COMPILE_SCRIPT} is missing; compiling needs a source checkout of ftmech")
+    spec = importlib.util.spec_from_file_location("ftmech_compile_tracr", COMPILE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--programs", *args.programs]
+    if args.out_dir:
+        argv += ["--out-dir", args.out_dir]
+    module.main(argv)
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """Fine-tune a compiled program to O_FT with C_Tr (the study's App. C.1 recipe); optionally analyse it."""
+    from procedural_tasks.tracr_protocols import (
+        TracrAnalysisConfig,
+        TracrFinetuneConfig,
+        analyse_finetuned,
+        lr_for_level,
+        run_finetune,
+        sgd_train_config,
+    )
+
+    if (args.lr is None) == (args.lr_level is None):
+        raise ConfigError("give exactly one of --lr (a number) or --lr-level (L, M, S or VS)")
+    lr = args.lr if args.lr is not None else lr_for_level(args.lr_level)
+    config = TracrFinetuneConfig(
+        program=args.program,
+        train=sgd_train_config(lr=lr, steps=args.steps, seed=args.seed, grad_clip=args.grad_clip),
+        c_tr=args.c_tr,
+        q=args.q,
+        lr_level=args.lr_level,
+        n_letters=args.n_letters,
+        noise_std=args.noise_std,
+        balance_mlps=not args.no_balance,
+        eval_n=args.eval_n,
+    )
+    result = run_finetune(config, args.out, progress=not args.no_progress)
+    payload: dict[str, Any] = {
+        "out": args.out,
+        "lr": lr,
+        "status": result.status,
+        "final_accuracy": result.final_accuracy,
+    }
+    if result.error:
+        payload["error"] = result.error
+    if args.analyse and result.status == "ok":
+        analysis = analyse_finetuned(args.out, config=TracrAnalysisConfig(eval_n=args.eval_n))
+        payload["analysis"] = str(Path(args.out) / "analysis.json")
+        payload["attention_head"] = analysis["attention"]["finetuned"]
+    _print_json(payload)
+
+
+def cmd_analyse(args: argparse.Namespace) -> None:
+    """Attention masses, detector activity, single-weight pruning, weight diff and patching of a run."""
+    from procedural_tasks.tracr_protocols import TracrAnalysisConfig, analyse_finetuned
+
+    config = TracrAnalysisConfig(prune_ks=args.prune_ks, score_n=args.score_n, eval_n=args.eval_n)
+    result = analyse_finetuned(args.dir, config=config)
+    layer = result["attention"]["layer"]
+    pruning = result["pruning"]
+    _print_json(
+        {
+            "analysis": str(Path(args.dir) / "analysis.json"),
+            "attention_head_layer": layer,
+            "attention_start": {g: v[layer] for g, v in result["attention"]["start"].items()},
+            "attention_finetuned": {g: v[layer] for g, v in result["attention"]["finetuned"].items()},
+            "pruning_ks": pruning["ks"],
+            "pruning_acc_o_pt_cte0": pruning["accuracy"]["o_pt@cte0"],
+            "pruned_units": pruning["units"][:4],
+            "patching_restored": result["patching"]["restored"],
+        }
+    )
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``tracr compile|finetune|analyse`` to ``ftmech``'s subcommands."""
+    tracr = subparsers.add_parser("tracr", help="compiled Tracr programs: compile, fine-tune, analyse")
+    sub = tracr.add_subparsers(dest="tracr_command", required=True, parser_class=type(tracr))
+
+    p = sub.add_parser("compile", help="compile the RASP programs with tracr (needs the tracr extra)")
+    p.add_argument(
+        "--programs", nargs="+", default=["counter", "max_identifier"], help="counter, max_identifier"
+    )
+    p.add_argument(
+        "--out-dir", help="where to write {name}.safetensors/json (default: the package's tracr_weights)"
+    )
+    p.set_defaults(handler=cmd_compile)
+
+    p = sub.add_parser("finetune", help="fine-tune a compiled program to O_FT (count b; 6th largest)")
+    p.add_argument("--program", default="counter", help="counter or max_identifier")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--lr-level", choices=["L", "M", "S", "VS"], help="eta level: 1e-1, 1e-2, 1e-3, 1e-4")
+    p.add_argument(
+        "--c-tr", type=float, default=0.0, help="C_Tr: fraction of samples with r(x,O_FT)-r(x,O_PT)=q"
+    )
+    p.add_argument("--q", type=int, default=1, help="planted offset")
+    p.add_argument("--steps", type=int, default=200, help="SGD steps (paper: 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weight noise, data and evaluation sets")
+    p.add_argument("--n-letters", type=int, help="letters per input (default: the program's max_seq_len)")
+    p.add_argument("--noise-std", type=float, default=1e-4, help="std of the weight noise (paper: 1e-3)")
+    p.add_argument("--no-balance", action="store_true", help="keep tracr's unbalanced MLP weights")
+    p.add_argument("--grad-clip", type=_float_or_none, default=1.0, help="global grad-norm clip, or 'none'")
+    p.add_argument("--eval-n", type=int, default=500, help="inputs per evaluation set")
+    p.add_argument("--analyse", action="store_true", help="run the analyses afterwards (as tracr analyse)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(handler=cmd_finetune)
+
+    p = sub.add_parser("analyse", help="analyse a fine-tuned run against its exact starting point")
+    p.add_argument("dir", help="a directory written by `ftmech tracr finetune`")
+    p.add_argument("--prune-ks", type=_int_list, default=(0, 1, 2, 3, 4, 8, 20), help="e.g. 0,1,2,3,4,8,20")
+    p.add_argument("--score-n", type=int, default=512, help="inputs scoring grad x weight")
+    p.add_argument("--eval-n", type=int, default=500, help="inputs per evaluation set")
+    p.set_defaults(handler=cmd_analyse)
