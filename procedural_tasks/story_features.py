@@ -29,6 +29,21 @@ Two kinds, with different claims:
    So a generation only counts as having a feature if it reproduces the planted form whole: a strict judge, which
    under-counts sloppy generations (truncation always cuts the final sentence, hence badending recall 0).
 
+A looser twist rule, `has_twist_opener`, exists for judging the generations of small models: it accepts any text
+that contains one of the generator's four twist openers ("But then, out of nowhere," ...), whatever follows, since a
+small model often garbles the event after a correct opener. The openers occur in no other template, so on the
+generator's distribution it keeps precision 1.0 and gains recall under corruption. Measured on the same 10,000
+held-out stories (seed 2024, corruption rng seed 7, kinds applied in the order of the table, one rng):
+
+   | corruption     | strict `has_twist` recall | loose `has_twist_opener` recall | precision (both) |
+   |----------------|---------------------------|---------------------------------|------------------|
+   | none           | 1.00                      | 1.00                            | 1.00             |
+   | truncate       | 0.64                      | 0.83                            | 1.00             |
+   | drop_sentence  | 0.82                      | 0.82                            | 1.00             |
+   | word_noise 10% | 0.34                      | 0.62                            | 1.00             |
+
+It can still over-count a generation that states an opener and then no twist at all; studies report both rules.
+
 On real TinyStories text (`label_exact_features`) only dialogue is labelled. Twist, foreshadowing, bad ending,
 moral value and conflict have no exact surface form there; a keyword rule ("learned that", "sad") would give
 labels of unknown precision, and the study's labels came from GPT-4 prompts, not the text, so we leave them
@@ -101,6 +116,12 @@ _CONFLICT = re.compile(
 )
 
 
+_TWIST_OPENER = re.compile(
+    r"But then, something unexpected happened:|Suddenly, something surprising happened:"
+    r"|Then, to everyone's surprise,|But then, out of nowhere,"
+)
+
+
 def _item(match: re.Match) -> str:
     return match.group("item") or match.group("item2") or match.group("item3")
 
@@ -108,6 +129,11 @@ def _item(match: re.Match) -> str:
 def has_twist(text: str) -> bool:
     """A sentence "<twist opener> <unexpected event>!" in the generator's forms."""
     return any(_TWIST.fullmatch(s) for s in sentences(text))
+
+
+def has_twist_opener(text: str) -> bool:
+    """Looser twist rule for small-model generations: one of the four twist openers occurs anywhere in the text."""
+    return bool(_TWIST_OPENER.search(text))
 
 
 def has_foreshadowing(text: str) -> bool:
@@ -145,6 +171,10 @@ SYNTHETIC_CLASSIFIERS: dict[str, Callable[[str], bool]] = {
     "moralvalue": has_moral_value,
     "conflict": has_conflict,
 }
+
+
+# Looser rules for judging generations (see the module docstring); features without one use the strict rule.
+LOOSE_CLASSIFIERS: dict[str, Callable[[str], bool]] = {"twist": has_twist_opener}
 
 
 def synthetic_features(text: str) -> tuple[str, ...]:
