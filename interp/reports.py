@@ -412,10 +412,20 @@ class Table:
     float_format: str = ".3g"  # format spec for float cells
 
     def __post_init__(self) -> None:
-        if not isinstance(self.columns, tuple) or not self.columns:
-            raise ConfigError(f"Table columns must be a non-empty tuple, got {self.columns!r}")
+        if (
+            isinstance(self.columns, (str, bytes))
+            or not isinstance(self.columns, Sequence)
+            or not self.columns
+        ):
+            raise ConfigError(f"Table columns must be a non-empty list of names, got {self.columns!r}")
+        if not isinstance(self.rows, Sequence) or any(
+            not isinstance(r, Sequence) or isinstance(r, str) for r in self.rows
+        ):
+            raise ConfigError("Table rows must be a list of rows, each a list of cells")
+        object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "rows", tuple(tuple(r) for r in self.rows))
         for i, row in enumerate(self.rows):
-            if not isinstance(row, tuple) or len(row) != len(self.columns):
+            if len(row) != len(self.columns):
                 raise ConfigError(
                     f"Table row {i} has {len(row)} cells but there are {len(self.columns)} columns"
                 )

@@ -113,9 +113,9 @@ def speedup(model: RevivalCurve, control: RevivalCurve) -> Speedup:
         return Speedup(value=None, lower_bound=False)
     ref = control.steps_to_threshold
     censored = ref is None
-    return Speedup(
-        value=(control.horizon if censored else ref) / max(1, model.steps_to_threshold), lower_bound=censored
-    )
+    control_steps = control.horizon if censored else ref
+    # Step 0 (already at the threshold) counts as one step on both sides, so ratios stay finite and positive.
+    return Speedup(value=max(1, control_steps) / max(1, model.steps_to_threshold), lower_bound=censored)
 
 
 def geometric_mean(values: Sequence[float]) -> float:

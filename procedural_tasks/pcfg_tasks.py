@@ -106,6 +106,11 @@ class PCFGTaskConfig:
         return self.window + 9
 
     @property
+    def text_slice(self) -> slice:
+        """Positions of the window's text tokens in a sequence."""
+        return slice(5, 5 + self.window)
+
+    @property
     def answer_pos(self) -> int:
         """Position of ART, whose next-token prediction is the answer."""
         return self.window + 6

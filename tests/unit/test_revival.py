@@ -45,6 +45,8 @@ def test_speedup_and_censoring() -> None:
     s = speedup(fast, never)
     assert s.value == pytest.approx(100.0) and s.lower_bound
     assert speedup(never, fast).value is None
+    at_start = revival_curve("ctrl3", [0, 10, 100], [0.95, 1.0, 1.0], threshold=0.9)
+    assert speedup(fast, at_start).value == pytest.approx(0.1)  # step 0 counts as 1
     assert fast.auc > slow.auc > never.auc
 
 

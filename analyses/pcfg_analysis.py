@@ -1,0 +1,275 @@
+"""Mechanistic analyses of one seed of the PCFG study, and their aggregation with the wrapper audit.
+
+Per seed (``job_analysis``): linear probes for count(a) and count(b) at ART on every residual-stream
+site (Fig. 8) with the control task, a random-init floor and the pretrained ceiling; one-shot saliency
+pruning curves of the fine-tuned models (Fig. 7) beside a random-unit baseline; the weight change,
+attention to a vs b tokens and cross-model patching between the pretrained and the fine-tuned model
+(localisation); and the numbers the audit needs. The audit itself runs after aggregation, when the
+revival speed-ups of every seed are known.
+"""
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp import hooks
+from interp.audit import AuditEvidence, AuditThresholds, audit
+from interp.diffing import attention_diff, key_mask, weight_diff
+from interp.errors import DataError
+from interp.evaluation import evaluate, majority_floor
+from interp.models import build_model
+from interp.patching import patch_across_models
+from interp.probing import ProbeConfig, probe_layers
+from interp.pruning import pruning_curve, random_scores
+from interp.stats import aggregate
+from procedural_tasks.pcfg_protocols import counting_eval_sets, load_pcfg_model, study_preset, write_json
+from procedural_tasks.pcfg_tasks import SampleSpec
+
+PROBE_N = {"cpu": 1500, "paper": 4000, "tiny": 80}
+# scikit-learn logistic regression: a fraction of the time of the study's AdamW probe, which is
+# ProbeConfig(backend="torch"); results.json records the probe config used.
+PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
+PRUNE_KS = tuple(range(0, 16)) + (20,)
+
+
+def setting_name(setting) -> str:
+    prior, level, c_tr = setting
+    return f"FT({prior}, eta_{level}, C_Tr={c_tr:g})"
+
+
+def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, Any]:
+    """The JSON-native arguments of one seed's analysis job: the wrapped candidates are the C_Tr = 1 models."""
+    wrapped = [s for s in config.finetune_grid if s[2] == 1.0]
+    return {
+        "seed": seed,
+        "pretrained": {p: str(pretrain[seed, p]) for p in config.priors},
+        "control": str(pretrain[seed, config.control_prior]),
+        "finetuned": {setting_name(s): [s[0], str(finetune[seed, s])] for s in wrapped},
+        "q": config.q,
+    }
+
+
+def _probe(model, data, label: str, n_layers: int) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = probe_layers(
+            model,
+            data,
+            hook_names=hooks.residual_stream(n_layers),
+            label=label,
+            position="answer",
+            config=PROBE_CONFIG,
+        )
+    rows = result.to_json()["layers"]
+    return {
+        "accuracy": [r["test_accuracy"] for r in rows],
+        "control": [r["control_accuracy"] for r in rows],
+        "selectivity": [r["selectivity"] for r in rows],
+        "majority_floor": rows[0]["majority_floor"],
+    }
+
+
+def job_analysis(
+    *,
+    out_dir: Path,
+    preset: str,
+    device: str,
+    seed: int,
+    pretrained: dict[str, str],
+    control: str,
+    finetuned: dict[str, list[str]],
+    q: int,
+) -> dict:
+    """Probes, pruning, diffing and patching for one seed; writes ``analysis.json``."""
+    sp = study_preset(preset)
+    models, tasks = {}, {}
+    for prior, path in pretrained.items():
+        models[f"PT({prior})"], _, tasks[prior] = load_pcfg_model(path, device=device)
+    models["Scr.+FT base (control)"], control_info, _ = load_pcfg_model(control, device=device)
+    for name, (_, path) in finetuned.items():
+        models[name], _, _ = load_pcfg_model(path, device=device)
+    task = next(iter(tasks.values()))
+    random_config = dataclasses.replace(control_info.model_config, seed=10_000 + seed)
+    models["random init"] = build_model(random_config, device=device)
+    n_layers = random_config.n_layers
+    n_probe = PROBE_N.get(preset, 1500)
+
+    # Probes (Fig. 8): count(a) read on count-a inputs (O_PT) and count(b) on count-b inputs (O_FT).
+    probe_a = task.batch(SampleSpec(family="count", operand="a"), n_probe, seed=20_000 + seed, step=0)
+    probe_b = task.batch(SampleSpec(family="count", operand="b"), n_probe, seed=20_000 + seed, step=1)
+    probes = {
+        name: {
+            "count_a": _probe(m, probe_a, "count_a", n_layers),
+            "count_b": _probe(m, probe_b, "count_b", n_layers),
+        }
+        for name, m in models.items()
+    }
+
+    # Pruning (Fig. 7): score on count-a data, measure O_PT at C_Te=0 and O_FT at C_Te=0/1.
+    eval_sets = {s.name: s for s in counting_eval_sets(task, sp.eval_n, q=q, seed=30_000 + seed)}
+    prune_sets = [eval_sets[n] for n in ("count_a@cte0", "count_b@cte1")]
+    score_batch = task.batch(
+        SampleSpec(family="count", operand="a"), min(1024, 4 * sp.eval_n), seed=40_000 + seed, step=0
+    )
+    pruning = {}
+    for name in finetuned:
+        model = models[name]
+        curve = pruning_curve(model, score_batch, prune_sets, ks=PRUNE_KS, level="neuron")
+        baseline = pruning_curve(
+            model,
+            score_batch,
+            prune_sets[:1],
+            ks=PRUNE_KS,
+            level="neuron",
+            scores=random_scores(model, level="neuron", seed=seed),
+        )
+        pruning[name] = {"saliency": curve.to_json(), "random_units": baseline.to_json()}
+
+    # Localisation between each pretrained model and its fine-tuned models.
+    pt_a0 = eval_sets["count_a@cte0"]
+    a_id, b_id = task.vocab.id("a"), task.vocab.id("b")
+    localisation = {}
+    for name, (prior, _) in finetuned.items():
+        base, ft = models[f"PT({prior})"], models[name]
+        diff = weight_diff(base, ft).to_json()
+        top = sorted(diff["matrices"], key=lambda m: m["relative"] or 0.0, reverse=True)[:5]
+        groups = {"a": key_mask(pt_a0.batch.tokens, [a_id]), "b": key_mask(pt_a0.batch.tokens, [b_id])}
+        # only text positions count as keys: the operand token itself is also 'a' or 'b'
+        text = torch.zeros_like(groups["a"])
+        text[:, task.config.text_slice] = True
+        groups = {k: v & text for k, v in groups.items()}
+        attention = attention_diff(base, ft, pt_a0, key_groups=groups).to_json()
+        names = hooks.block_outputs(n_layers)
+        restore = patch_across_models(base, ft, pt_a0, hook_names=names).to_json()
+        localisation[name] = {
+            "weight_total_relative": diff["total_relative"],
+            "weight_top": [
+                {k: m[k] for k in ("name", "relative", "effective_rank", "top_sv_share")} for m in top
+            ],
+            "weight_by_matrix": {m["name"]: m["relative"] for m in diff["matrices"]},
+            "attention": attention,
+            "patch_pt_into_ft": restore,
+        }
+
+    # Numbers for the audit (one AuditEvidence per fine-tuned model; speed-ups are added later).
+    pt_acc = {prior: evaluate(models[f"PT({prior})"], pt_a0).accuracy for prior in pretrained}
+    random_acc = evaluate(models["random init"], pt_a0).accuracy
+    best_probe = {m: max(p["count_a"]["accuracy"]) for m, p in probes.items()}
+    evidence = {}
+    for name, (prior, _) in finetuned.items():
+        evidence[name] = {
+            "pt_accuracy": pt_acc[prior],
+            "ft_accuracy": evaluate(models[name], pt_a0).accuracy,
+            "accuracy_floor": max(majority_floor(pt_a0.batch.answers), random_acc),
+            "probe_pt": best_probe[f"PT({prior})"],
+            "probe_ft": best_probe[name],
+            "probe_floor": max(best_probe["random init"], probes[name]["count_a"]["majority_floor"]),
+            "prune_curve": pruning[name]["saliency"]["accuracy"]["count_a@cte0"],
+            "n_eval": len(pt_a0.batch),
+            "seed": seed,
+            "name": name,
+        }
+    result = {
+        "seed": seed,
+        "probe_config": dataclasses.asdict(PROBE_CONFIG),
+        "layers": ["B0 (embed)"] + [f"B{i + 1}" for i in range(n_layers)],
+        "probes": probes,
+        "pruning": pruning,
+        "localisation": localisation,
+        "evidence": evidence,
+    }
+    write_json(out_dir / "analysis.json", result)
+    return {"n_models": len(models)}
+
+
+# --- aggregation over seeds ----------------------------------------------------------------------
+
+
+def _stack(per_seed: list[list[float]]) -> dict:
+    return {
+        "per_seed": per_seed,
+        "mean": [aggregate([s[i] for s in per_seed])["mean"] for i in range(len(per_seed[0]))],
+    }
+
+
+def aggregate_analysis(
+    analyses: list[dict], revival: dict, thresholds: AuditThresholds | None = None
+) -> dict:
+    """Probe and pruning curves over seeds, localisation summaries and the audit verdict per model."""
+    thresholds = thresholds or AuditThresholds()
+    first = analyses[0]
+    probes = {
+        model: {
+            target: {
+                key: _stack([a["probes"][model][target][key] for a in analyses])
+                for key in ("accuracy", "selectivity")
+            }
+            for target in ("count_a", "count_b")
+        }
+        for model in first["probes"]
+    }
+    pruning = {}
+    for name in first["pruning"]:
+        curves = [a["pruning"][name] for a in analyses]
+        pruning[name] = {
+            "ks": curves[0]["saliency"]["ks"],
+            "accuracy": {
+                s: [c["saliency"]["accuracy"][s] for c in curves] for s in curves[0]["saliency"]["accuracy"]
+            },
+            "random_units_a0": [c["random_units"]["accuracy"]["count_a@cte0"] for c in curves],
+            "top_units": [c["saliency"]["units"][:10] for c in curves],
+        }
+    localisation = {}
+    for name in first["localisation"]:
+        locs = [a["localisation"][name] for a in analyses]
+        top_patch = []
+        for loc in locs:
+            restored = {k: v for k, v in loc["patch_pt_into_ft"]["restored"].items() if v is not None}
+            top_patch.append(max(restored, key=restored.get) if restored else None)
+        localisation[name] = {
+            "top_weight_change": [loc["weight_top"][0]["name"] for loc in locs],
+            "weight_by_matrix": {
+                k: [loc["weight_by_matrix"][k] for loc in locs] for k in locs[0]["weight_by_matrix"]
+            },
+            "top_patch": top_patch,
+            "patch_restored": {
+                k: [loc["patch_pt_into_ft"]["restored"][k] for loc in locs]
+                for k in locs[0]["patch_pt_into_ft"]["restored"]
+            },
+            "attention_a_vs_b": [_attention_summary(loc["attention"]) for loc in locs],
+        }
+    verdicts = {}
+    for name in first["evidence"]:
+        speed = revival.get("speedups", {}).get(name, {}).get("Scr.+FT", {}).get("per_seed", [])
+        items = []
+        for i, a in enumerate(analyses):
+            e = dict(a["evidence"][name])
+            value = speed[i]["value"] if i < len(speed) else None
+            items.append(
+                AuditEvidence(**{**e, "prune_curve": tuple(e["prune_curve"]), "revival_speedup": value})
+            )
+        try:
+            verdicts[name] = audit(items, thresholds).to_json()
+        except DataError as exc:  # e.g. a pretrained model at its floor: nothing to audit, and we say so
+            verdicts[name] = {"label": "not auditable", "reason": str(exc), "checks": {}}
+    return {
+        "layers": first["layers"],
+        "probes": probes,
+        "pruning": pruning,
+        "localisation": localisation,
+        "verdicts": verdicts,
+        "thresholds": dataclasses.asdict(thresholds),
+    }
+
+
+def _attention_summary(attention: dict) -> dict:
+    """Per layer: the head-mean attention mass on a and on b tokens, pretrained vs fine-tuned."""
+    out = {}
+    for model in ("base", "finetuned"):
+        out[model] = {
+            g: [sum(heads) / len(heads) for heads in attention["mass"][model][g]] for g in ("a", "b")
+        }
+    return out

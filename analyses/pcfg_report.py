@@ -1,0 +1,385 @@
+"""The PCFG study's HTML report: the study's figures re-made from our results, with seed bands."""
+
+import html
+from pathlib import Path
+from typing import Any
+
+from analyses.paper_numbers import PCFG_HEADLINES, PCFG_PRETRAINED_COUNT_B, PCFG_TABLE5
+from interp.reports import Section, Table, bar_figure, curves_figure, write_report
+
+EVAL_LABELS = {
+    "count_a@cte0": "O_PT (count a), C_Te=0",
+    "count_a@cte1": "O_PT (count a), C_Te=1",
+    "count_b@cte0": "O_FT (count b), C_Te=0",
+    "count_b@cte1": "O_FT (count b), C_Te=1",
+}
+
+
+def _fmt(agg: dict | None, scale: float = 100.0) -> str:
+    if not agg or agg.get("mean") is None:
+        return "-"
+    text = f"{scale * agg['mean']:.1f}"
+    if agg.get("ci_low") is not None:
+        text += f" [{scale * agg['ci_low']:.1f}, {scale * agg['ci_high']:.1f}]"
+    return text
+
+
+def _series(curves: dict, eval_name: str, name: str) -> dict | None:
+    c = curves.get(eval_name)
+    return {"name": name, "x": c["steps"], "ys": c["per_seed"]} if c else None
+
+
+def _curve_section(
+    title: str, rows: list[dict], eval_name: str, caption: str, *, floor: float | None = None
+) -> Section:
+    series = [s for s in (_series(r["curves"], eval_name, r["name"]) for r in rows) if s]
+    lines = {"shortcut floor (count a + q)": floor} if floor is not None else None
+    fig = curves_figure(
+        series,
+        title=title,
+        x_title="fine-tuning step",
+        y_title="accuracy",
+        y_range=(0, 1.02),
+        reference_lines=lines,
+    )
+    return Section(title=title, content=fig, caption=caption)
+
+
+def _table5(results: dict) -> Table:
+    cfg = results["config"]
+    rows = []
+    for r in results["finetune"]:
+        pa = r["prior_values"][0]
+        paper = PCFG_TABLE5.get((r["lr"], pa, r["c_tr"]))
+        rows.append(
+            [
+                r["prior"],
+                f"{pa:g}",
+                f"eta_{r['lr_level']} = {r['lr']:.0e}",
+                f"{r['c_tr']:g}",
+                _fmt(r["final"].get("count_a@cte0")),
+                _fmt(r["final"].get("count_b@cte0")),
+                _fmt(r["final"].get("count_b@cte1")),
+                _fmt(r["shortcut_floor_b0"]),
+                " / ".join(f"{v:g}" for v in paper) if paper else "-",
+            ]
+        )
+    return Table(
+        columns=[
+            "prior",
+            "P_T(a)",
+            f"LR ({cfg['lr_labelling']} labels)",
+            "C_Tr",
+            "O_PT @C_Te=0",
+            "O_FT @C_Te=0",
+            "O_FT @C_Te=1",
+            "shortcut floor @C_Te=0",
+            "paper Tab. 5, same LR/P_T(a)/C_Tr",
+        ],
+        rows=rows,
+    )
+
+
+def _revival_sections(results: dict) -> list[Section]:
+    rev = results["revival"]
+    series = [
+        {"name": name, "x": [max(1, s) for s in c["steps"]], "ys": c["per_seed"]}
+        for name, c in rev["curves"].items()
+    ]
+    sections = []
+    if series:
+        fig = curves_figure(
+            series,
+            title="Reverse fine-tuning: O_PT accuracy (count a, C_Te=0)",
+            log_x=True,
+            x_title="reverse fine-tuning step (log; step 0 drawn at 1)",
+            y_title="accuracy",
+            y_range=(0, 1.02),
+        )
+        sections.append(
+            Section(
+                title="Revival (Fig. 9)",
+                content=fig,
+                caption="Fine-tuned models trained back on counting a at a small LR, beside the controls trained with "
+                "the identical recipe: Scr.+FT (pretrained never asked to count a) and Scr. (random init). "
+                "A wrapped capability comes back within a few steps; a control has to learn it.",
+            )
+        )
+    rows = []
+    for name, per in rev["speedups"].items():
+        m = rev["metrics"].get(name, {})
+        for control, s in per.items():
+            seeds = ", ".join(
+                "-" if i["value"] is None else f"{'>=' if i['lower_bound'] else ''}{i['value']:.1f}x"
+                for i in s["per_seed"]
+            )
+            steps = ", ".join(str(x) if x is not None else "never" for x in m.get("steps_to_threshold", []))
+            ctrl = ", ".join(
+                str(i["control_steps"]) if i["control_steps"] is not None else "never" for i in s["per_seed"]
+            )
+            rows.append(
+                [
+                    name,
+                    control,
+                    steps,
+                    ctrl,
+                    seeds,
+                    f"{s['geometric_mean']:.1f}x" if s.get("geometric_mean") else "-",
+                    _fmt(m.get("auc_agg"), 1),
+                ]
+            )
+    if rows:
+        sections.append(
+            Section(
+                title="Revival speed-up",
+                content=Table(
+                    columns=[
+                        "reverse FT from",
+                        "control",
+                        "steps to threshold (per seed)",
+                        "control steps (per seed)",
+                        "speed-up per seed",
+                        "geometric mean",
+                        "AUC over log-steps (mean [CI])",
+                    ],
+                    rows=rows,
+                ),
+                caption=f"Threshold: {results['revival']['threshold_frac']:.0%} of the pretrained model's O_PT accuracy, "
+                "per seed. '>=' marks a control that never reached it within its horizon (a lower bound).",
+            )
+        )
+    return sections
+
+
+def _analysis_sections(results: dict) -> list[Section]:
+    a = results.get("analysis")
+    if not a:
+        return []
+    sections = []
+    layers = a["layers"]
+    for target, label in (
+        ("count_a", "count(a) on count-a inputs (O_PT)"),
+        ("count_b", "count(b) on count-b inputs (O_FT)"),
+    ):
+        series = [
+            {"name": model, "x": list(range(len(layers))), "ys": p[target]["accuracy"]["per_seed"]}
+            for model, p in a["probes"].items()
+        ]
+        fig = curves_figure(
+            series,
+            title=f"Linear probe accuracy per block: {label}",
+            x_title="block (0 = embedding)",
+            y_title="held-out accuracy",
+            y_range=(0, 1.02),
+        )
+        sections.append(
+            Section(
+                title=f"Probes: {target} (Fig. 8)",
+                content=fig,
+                caption="A linear probe at the ART position of each residual-stream site. Random init is the floor, the "
+                "pretrained model the ceiling; the Scr.+FT control shows what a model never asked to count a "
+                "still encodes. Selectivity against a random-label control task is in results.json.",
+            )
+        )
+    for name, p in a["pruning"].items():
+        series = [{"name": EVAL_LABELS[s], "x": p["ks"], "ys": ys} for s, ys in p["accuracy"].items()]
+        series.append(
+            {"name": "O_PT, random units (baseline)", "x": p["ks"], "ys": p["random_units_a0"], "dash": "dot"}
+        )
+        fig = curves_figure(
+            series,
+            title=f"Pruning the top-K saliency neurons of {name}",
+            x_title="neurons pruned (K)",
+            y_title="accuracy",
+            y_range=(0, 1.02),
+        )
+        sections.append(
+            Section(
+                title=f"Pruning: {name} (Fig. 7)",
+                content=fig,
+                caption="One-shot grad x weight saliency on the pretraining task (count a), MLP neurons; the top-K are "
+                "zeroed in a copy. If O_PT returns while O_FT at C_Te=1 falls, a few neurons carried the wrapper. "
+                "Most frequent top units per seed: " + "; ".join(", ".join(u[:5]) for u in p["top_units"]),
+            )
+        )
+    for name, loc in a["localisation"].items():
+        keys = list(loc["patch_restored"])
+        ys = [
+            [v if v is not None else 0.0 for v in vals]
+            for vals in zip(*[loc["patch_restored"][k] for k in keys], strict=True)
+        ]
+        fig = bar_figure(
+            [{"name": "fraction of the O_PT gap restored", "x": keys, "ys": ys}],
+            title=f"Patching pretrained activations into {name}",
+            x_title="component",
+            y_title="restored",
+        )
+        sections.append(
+            Section(
+                title=f"Localisation: {name}",
+                content=fig,
+                caption="Each component's output patched from the pretrained model into the fine-tuned one (all "
+                "positions), scored by how much of the O_PT accuracy gap it restores. Largest relative weight "
+                f"change per seed: {', '.join(loc['top_weight_change'])}. Top patching site per seed: "
+                f"{', '.join(str(t) for t in loc['top_patch'])}.",
+            )
+        )
+        att = loc["attention_a_vs_b"]
+        n_layers = len(att[0]["base"]["a"])
+        series = [
+            {
+                "name": f"{model} -> {group}",
+                "x": [f"L{i}" for i in range(n_layers)],
+                "ys": [s[model][group] for s in att],
+            }
+            for model in ("base", "finetuned")
+            for group in ("a", "b")
+        ]
+        fig = bar_figure(
+            series,
+            title=f"Attention from ART to a vs b tokens: pretrained (base) vs {name}",
+            x_title="layer",
+            y_title="attention mass (head mean)",
+        )
+        sections.append(
+            Section(
+                title=f"Attention: {name} (Fig. 10 analogue)",
+                content=fig,
+                caption="Mean attention mass from the answer position onto text tokens a and b, per layer. A wrapper "
+                "keeps attending to a when asked to count b.",
+            )
+        )
+    rows = []
+    for name, v in a["verdicts"].items():
+        checks = "; ".join(
+            f"{c['test']}: {'pass' if c['passed'] else ('n/a' if c['passed'] is None else 'fail')}"
+            f" ({c['value']:.3g} vs {c['threshold']:.3g})"
+            if c.get("value") is not None
+            else f"{c['test']}: n/a"
+            for c in v["checks"].values()
+        )
+        rows.append([name, v["label"], checks, ", ".join(v.get("seed_labels", []))])
+    sections.append(
+        Section(
+            title="Wrapper verdicts",
+            content=Table(
+                columns=["fine-tuned model", "verdict", "tests (mean vs threshold)", "per-seed verdicts"],
+                rows=rows,
+            ),
+            caption="interp.audit combines behaviour, probes, pruning and revival speed-up; thresholds: "
+            + ", ".join(f"{k}={v}" for k, v in a["thresholds"].items()),
+        )
+    )
+    return sections
+
+
+def _study_vs_ours(results: dict) -> Table:
+    pre = results["pretrain"]
+    rows = [[k, v, "see the sections above"] for k, v in PCFG_HEADLINES.items()]
+    for prior, stats in pre.items():
+        b0 = stats["final"].get("count_b@cte0")
+        rows.append(
+            [
+                f"count-b accuracy of the pretrained model, prior {prior}",
+                ", ".join(f"{k:g}: {v:g}%" for k, v in PCFG_PRETRAINED_COUNT_B.items()),
+                _fmt(b0),
+            ]
+        )
+    return Table(columns=["quantity", "paper", "ours (mean [95% CI] over seeds)"], rows=rows)
+
+
+def write_pcfg_report(results: dict[str, Any], path: Path) -> Path:
+    cfg = results["config"]
+    findings = results.get("findings", [])
+    items = "".join(
+        f"<li><b>{'holds' if f['holds'] else 'does not hold'}</b>: {html.escape(f['claim'])} &mdash; "
+        f"{html.escape(f['measured'])}</li>"
+        for f in findings
+    )
+    intro = (
+        f"<p>PCFG study, preset <b>{html.escape(cfg['preset'])}</b>, seeds {cfg['seeds']}, LR labelling "
+        f"{html.escape(cfg['lr_labelling'])} (eta_PT = {cfg['pretrain_lr']:g}). Wall time "
+        f"{results['wall_seconds'] / 60:.1f} min for this invocation. Every number is a mean over seeds with a "
+        "bootstrap 95% CI; bands show the min-max over seeds.</p>"
+        f"<p>Protocol differences from the paper: a {cfg['preset']}-sized model and data (see results.json), "
+        "counting family only at the cpu preset, far fewer steps, and O' fixed. The study's Scr.+FT control is "
+        f"pretrained with prior '{html.escape(cfg['control_prior'])}'.</p><ul>{items}</ul>"
+    )
+    pre_series = []
+    for prior, stats in results["pretrain"].items():
+        for name in ("count_a@cte0", "count_b@cte0"):
+            s = _series(stats["curves"], name, f"{prior}: {EVAL_LABELS[name]}")
+            if s:
+                pre_series.append(s)
+    sections = [
+        Section(
+            title="Findings",
+            content=Table(
+                columns=["claim", "measured", "holds"],
+                rows=[[f["claim"], f["measured"], "yes" if f["holds"] else "no"] for f in findings],
+            ),
+            caption="The study's claims checked on our numbers (analyses/pcfg_results.py computes each).",
+        ),
+        Section(
+            title="Pretraining",
+            content=curves_figure(
+                pre_series,
+                title="Pretraining accuracy",
+                x_title="step",
+                y_title="accuracy",
+                y_range=(0, 1.02),
+            ),
+            caption="Count a and count b accuracy (C_Te=0) during pretraining, per operand prior.",
+        ),
+    ]
+    ft = results["finetune"]
+    floor = next((r["shortcut_floor_b0"]["mean"] for r in ft if r.get("shortcut_floor_b0")), None)
+    sections += [
+        _curve_section(
+            "O_FT accuracy during fine-tuning, C_Te=1 (Fig. 5)",
+            ft,
+            "count_b@cte1",
+            "Counting b on inputs that carry the correlation: the wrapper solves these.",
+        ),
+        _curve_section(
+            "O_FT accuracy during fine-tuning, C_Te=0 (Fig. 5)",
+            ft,
+            "count_b@cte0",
+            "Counting b without the correlation: a wrapper (count a + q) stays at the shortcut floor.",
+            floor=floor,
+        ),
+        _curve_section(
+            "O_PT accuracy during fine-tuning, C_Te=0 (Fig. 6)",
+            ft,
+            "count_a@cte0",
+            "Counting a: its behavioural collapse is fastest with a low prior and a high C_Tr.",
+        ),
+        Section(
+            title="Final accuracies (Tab. 5 layout)",
+            content=_table5(results),
+            caption="Mean [95% bootstrap CI] over seeds in %, on fresh evaluation sets; the paper's cell is for the "
+            "same absolute LR, P_T(a) and C_Tr where it reports one (its 200K-step, 10K-step-FT models).",
+        ),
+    ]
+    sections += _revival_sections(results)
+    sections += _analysis_sections(results)
+    sections.append(
+        Section(
+            title="Study vs ours",
+            content=_study_vs_ours(results),
+            caption="The paper's published numbers beside ours.",
+        )
+    )
+    jobs = Table(
+        columns=["job", "status", "wall s", "error"],
+        rows=[
+            [j["key"], j["status"], f"{j['wall_s']:.0f}" if j["wall_s"] else "-", j["error"] or ""]
+            for j in results["jobs"]
+        ],
+    )
+    sections.append(
+        Section(title="Runs", content=jobs, caption="Every job of this study, content-addressed under runs/.")
+    )
+    return write_report(
+        path, title="ftmech: PCFG fine-tuning study", intro_html=intro, sections=sections, data=results
+    )

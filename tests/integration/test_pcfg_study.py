@@ -1,0 +1,55 @@
+"""The PCFG study end to end on the tiny preset: results, report, and a re-run that reuses every job."""
+
+import json
+
+import pytest
+
+from analyses.pcfg_study import PCFGStudyConfig, main, plan_study
+from interp.config import to_json
+from interp.errors import ConfigError
+from interp.reports import read_report_data
+
+
+def _config(tmp_path) -> str:
+    config = PCFGStudyConfig(
+        preset="tiny",
+        seeds=(0,),
+        priors=("low",),
+        finetune_grid=(("low", "M", 1.0),),
+        reverse_from=(("low", "M", 1.0),),
+        device="cpu",
+    )
+    path = tmp_path / "study.json"
+    path.write_text(to_json(config))
+    return str(path)
+
+
+def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
+    out = tmp_path / "study"
+    argv = ["--config", _config(tmp_path), "--out", str(out), "--workers", "2", "--no-progress"]
+    summary = main(argv)
+    statuses = {j["status"] for j in summary["jobs"]}
+    assert statuses == {"ok"} and len(summary["jobs"]) == 7  # 2 pretrain, 1 FT, 3 reverse, 1 analysis
+    results = json.loads((out / "results.json").read_text())
+    assert {"pretrain", "finetune", "revival", "analysis", "findings"} <= set(results)
+    row = results["finetune"][0]
+    assert set(row["final"]) == {"count_a@cte0", "count_a@cte1", "count_b@cte0", "count_b@cte1"}
+    assert set(results["revival"]["curves"]) == {"FT(low, eta_M, C_Tr=1)", "Scr.+FT", "Scr."}
+    assert read_report_data(out / "report.html")["data"]["config"]["preset"] == "tiny"
+    again = main(argv)
+    assert {j["status"] for j in again["jobs"]} == {"cached"}
+
+
+def test_plan_keys_are_content_addressed(tmp_path) -> None:
+    config = PCFGStudyConfig(preset="tiny", seeds=(0, 1), device="cpu")
+    a, b = plan_study(config, tmp_path), plan_study(config, tmp_path)
+    assert [j.key for j in a.jobs] == [j.key for j in b.jobs]
+    assert len({j.key for j in a.jobs}) == len(a.jobs)
+    assert a.pretrain[0, "low"] != a.pretrain[1, "low"]
+
+
+def test_study_config_validation() -> None:
+    with pytest.raises(ConfigError, match="not in priors"):
+        PCFGStudyConfig(priors=("low",), finetune_grid=(("medium", "M", 1.0),), reverse_from=())
+    with pytest.raises(ConfigError, match="not in finetune_grid"):
+        PCFGStudyConfig(reverse_from=(("low", "VS", 1.0),))
