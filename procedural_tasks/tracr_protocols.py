@@ -200,8 +200,11 @@ def operand_direction(info: CompiledProgramInfo, operand: str | int) -> str:
     if isinstance(info.config, CounterConfig):
         label = f"tokens:{operand}"
     else:
-        prefixes = {lab.rpartition(":")[0] for lab in info.residual_labels if lab.startswith("n_larger_")}
-        prefixes = {p for p in prefixes if not p.endswith("attn_output")}
+        prefixes = {
+            lab.rpartition(":")[0]
+            for lab in info.residual_labels
+            if lab.startswith("n_larger_") and ":" in lab
+        }
         if len(prefixes) != 1:
             raise CheckpointError(f"cannot find the n_larger variable in {sorted(prefixes)}")
         label = f"{prefixes.pop()}:{int(operand) - 1}"
@@ -651,3 +654,109 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+# --- one fine-tuned run, analysed against its own starting point -------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TracrAnalysisConfig:
+    """What ``analyse_finetuned`` measures and on how much data."""
+
+    prune_ks: tuple[int, ...] = (0, 1, 2, 3, 4, 8, 20)  # numbers of single weights pruned
+    prune_level: Literal["neuron", "row", "weight"] = "weight"  # the study's Tracr figures prune weights
+    score_n: int = 512  # inputs (C_Te = 0, O_PT answers) scoring grad x weight
+    eval_n: int = 500  # inputs per evaluation set
+
+    def __post_init__(self) -> None:
+        if not self.prune_ks or min(self.prune_ks) < 0:
+            raise ConfigError(f"prune_ks must be non-negative integers, got {self.prune_ks}")
+        if self.prune_level not in ("neuron", "row", "weight"):
+            raise ConfigError(f"unknown prune_level {self.prune_level!r}; use neuron, row or weight")
+        if self.score_n < 1 or self.eval_n < 1:
+            raise ConfigError("score_n and eval_n must be >= 1")
+
+
+ANALYSIS = "analysis.json"
+
+
+def analyse_finetuned(ckpt_dir: str | Path, *, config: TracrAnalysisConfig | None = None) -> dict[str, Any]:
+    """Attention masses, detector activity, single-weight pruning, weight diff and patching of a fine-tuned
+    model against the exact model it started from (rebuilt from its config); writes ``analysis.json``.
+
+    Pruning scores grad x weight on the O_PT loss (C_Te = 0) and reports Acc O_PT / O_FT after removing
+    the top-K weights; patching copies each block output of the start model into the fine-tuned one and
+    reports how much O_PT accuracy that restores.
+    """
+    from interp.diffing import weight_diff
+    from interp.patching import patch_across_models
+    from interp.pruning import pruning_curve
+
+    config = config or TracrAnalysisConfig()
+    model, info, meta = load_tracr_model(ckpt_dir)
+    if meta.get("stage") != "finetune":
+        raise CheckpointError(f"{ckpt_dir} is a {meta.get('stage')!r} run; analyse a fine-tuned one")
+    ft = finetune_config_from_dict(meta["stage_config"])
+    seed = ft.train.seed
+    start, _ = prepared_model(ft.program, noise_std=ft.noise_std, seed=seed, balance=ft.balance_mlps)
+    circuit = operand_circuit(ft.program)
+    program = info.config
+    data = make_eval_data(program, config.eval_n, seed=seed, c_te=0, n_letters=ft.n_letters, q=ft.q)
+    eval_sets = {
+        s.name: s for s in tracr_eval_sets(program, config.eval_n, seed=seed, n_letters=ft.n_letters)
+    }
+    score = tp.make_dataset(program, config.score_n, seed=(seed, _SCORE_STREAM, 0), n_letters=ft.n_letters)
+    curve = pruning_curve(
+        model,
+        dataset_batch(score, target="pt"),
+        [eval_sets[eval_name("pt", 0)], eval_sets[eval_name("ft", 1)], eval_sets[eval_name("pt", 1)]],
+        ks=config.prune_ks,
+        level=config.prune_level,
+    )
+    diff = weight_diff(start, model)
+    compiled = {k for k, v in tracr_models.load_compiled(ft.program)[0].state_dict().items() if bool(v.any())}
+    by_norm = sorted(diff.matrices, key=lambda m: m.norm, reverse=True)
+    # Relative change only where the compiler wrote weights: elsewhere the base is the noise alone.
+    by_relative = sorted(
+        (m for m in diff.matrices if m.name in compiled), key=lambda m: m.relative or 0.0, reverse=True
+    )
+    patch = patch_across_models(
+        start, model, eval_sets[eval_name("pt", 0)], hook_names=hooks.block_outputs(model.cfg.n_layers)
+    )
+    example = torch.from_numpy(data.tokens[0])
+    result = {
+        "run": str(ckpt_dir),
+        "program": ft.program,
+        "lr_level": ft.lr_level,
+        "c_tr": ft.c_tr,
+        "seed": seed,
+        "circuit": circuit.to_json(),
+        "analysis_config": to_dict(config),
+        "attention": {
+            "layer": circuit.head_layer,
+            "start": attention_masses(start, info, data),
+            "finetuned": attention_masses(model, info, data),
+        },
+        "attention_map": {
+            "letters": data.letters[0].tolist(),
+            "start": attention_map(start, example, layer=circuit.head_layer).tolist(),
+            "finetuned": attention_map(model, example, layer=circuit.head_layer).tolist(),
+        },
+        "detector": {
+            "start": detector_activity(start, info, circuit, data),
+            "finetuned": detector_activity(model, info, circuit, data),
+        },
+        "pruning": curve.to_json(),
+        "weight_diff": {
+            "total_relative": diff.total_relative,
+            "top_norm": [_diff_row(m) for m in by_norm[:6]],
+            "top_relative_compiled": [_diff_row(m) for m in by_relative[:6]],
+        },
+        "patching": patch.to_json(),
+    }
+    write_json(Path(ckpt_dir) / ANALYSIS, result)
+    return result
+
+
+def _diff_row(m: Any) -> dict[str, Any]:
+    return {"name": m.name, "norm": m.norm, "relative": m.relative, "top_sv_share": m.top_sv_share}
