@@ -207,3 +207,43 @@ def test_table3_summary_layout_from_a_tiny_run(tmp_path):
     assert row["cells"]["o_ft@cte1"]["n"] == 2
     assert row["paper"] == {"o_pt@cte1": 0.3, "o_ft@cte1": 98.3, "o_pt@cte0": 4.2, "o_ft@cte0": 0.2}
     assert isinstance(jobs[0], Job)
+
+
+# --- command line ---------------------------------------------------------------------------------------
+
+
+def _tracr_parser():
+    from interp.cli import ArgParser
+    from interp.cli_tracr import add_commands
+
+    parser = ArgParser(prog="ftmech")
+    add_commands(parser.add_subparsers(dest="command", required=True, parser_class=ArgParser))
+    return parser
+
+
+def test_cli_compile_without_tracr_is_a_one_line_config_error():
+    import importlib.util
+
+    from interp.errors import ConfigError
+
+    if importlib.util.find_spec("tracr") is not None:
+        pytest.skip("tracr is installed here; the missing-extra error cannot be shown")
+    args = _tracr_parser().parse_args(["tracr", "compile"])
+    with pytest.raises(ConfigError, match=r"pip install 'ftmech\[tracr\]'") as info:
+        args.handler(args)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_finetune_then_analyse(tmp_path, capsys):
+    parser = _tracr_parser()
+    out = str(tmp_path / "ft")
+    argv = ["tracr", "finetune", "--lr-level", "M", "--c-tr", "1", "--steps", "2", "--n-letters", "5"]
+    args = parser.parse_args([*argv, "--eval-n", "8", "--no-progress", "--out", out])
+    args.handler(args)
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+    args = parser.parse_args(
+        ["tracr", "analyse", out, "--prune-ks", "0,1", "--eval-n", "8", "--score-n", "8"]
+    )
+    args.handler(args)
+    report = json.loads(capsys.readouterr().out)
+    assert report["attention_head_layer"] == 1 and report["pruning_ks"] == [0, 1]
