@@ -375,6 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_reproduce)
 
+    from interp import cli_analysis, cli_tracr
+
+    cli_analysis.add_commands(sub)
+    cli_tracr.add_commands(sub)
+
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
     p.add_argument("dir", help="checkpoint directory")
     p.add_argument("--task", default="count")
