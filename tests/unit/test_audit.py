@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from interp import hooks
 from interp.audit import AuditEvidence, AuditThresholds, audit, collect_evidence
@@ -129,9 +131,22 @@ def test_single_seed_with_n_eval_gets_wilson_intervals():
     assert "pruned_accuracy" in verdict.accuracy_ci
 
 
-def test_thresholds_round_trip_through_json():
-    thresholds = AuditThresholds(prune_k_max=20, rule="any", probe_margin=0.1)
+@settings(max_examples=25)
+@given(
+    ratio=st.floats(0.01, 1.0),
+    k_max=st.integers(1, 100),
+    rule=st.sampled_from(["majority", "any", "all"]),
+    margin=st.floats(0.0, 0.5),
+)
+def test_thresholds_round_trip_through_json(ratio, k_max, rule, margin):
+    thresholds = AuditThresholds(behaviour_ratio=ratio, prune_k_max=k_max, rule=rule, probe_margin=margin)
     assert from_json(AuditThresholds, to_json(thresholds)) == thresholds
+
+
+def test_evidence_round_trips_so_saved_results_can_be_audited_again():
+    saved = evidence(n_eval=300, seed=2, name="run")
+    assert from_json(AuditEvidence, json.dumps(saved.to_json())) == saved
+    assert audit(from_json(AuditEvidence, json.dumps(saved.to_json()))).label == "wrapped"
 
 
 def test_collect_evidence_on_a_planted_wrapper():
