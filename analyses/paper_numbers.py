@@ -55,3 +55,19 @@ TRACR_TABLE3: dict[tuple[str, float, float], tuple[float, float, float, float]] 
     ("max_identifier", 1e-4, 0): (0.5, 82.6, 0.5, 91.1),
     ("max_identifier", 1e-4, 1): (0.0, 90.2, 0.7, 88.6),
 }
+
+# Tab. 1 (TinyStories): % of generations with a twist during recovery (reverse FT) at iterations
+# 0 / 30 / 300 / 3000. Rows: deletion type (F = filtering, F+RR = filtering + randomised labels,
+# F+MM = filtering + mix & match) at eta_M = 1e-4 or eta_S = 1e-5, and the Not-in-PT control. Each cell
+# rests on 16 generations (protocol §7.5). The notebook shows 62 for F (eta_M) at 3000, where the paper
+# prints 82 (protocol §7.6 [!]); the paper's value is kept here.
+TINYSTORIES_TABLE1_STEPS: tuple[int, ...] = (0, 30, 300, 3000)
+TINYSTORIES_TABLE1: dict[str, tuple[int, int, int, int]] = {
+    "F (eta_M)": (44, 81, 81, 82),
+    "F+RR (eta_M)": (12, 56, 69, 75),
+    "F+MM (eta_M)": (31, 88, 50, 75),
+    "F (eta_S)": (69, 88, 75, 94),
+    "F+RR (eta_S)": (12, 44, 81, 81),
+    "F+MM (eta_S)": (50, 81, 62, 81),
+    "Not in PT": (12, 31, 44, 81),
+}
