@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from analyses.pcfg_study import setting_name
 from interp import hooks
 from interp.audit import AuditEvidence, AuditThresholds, audit
 from interp.diffing import attention_diff, key_mask, weight_diff
@@ -33,11 +34,6 @@ PROBE_N = {"cpu": 1500, "paper": 4000, "tiny": 80}
 # ProbeConfig(backend="torch"); results.json records the probe config used.
 PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
 PRUNE_KS = tuple(range(0, 16)) + (20,)
-
-
-def setting_name(setting) -> str:
-    prior, level, c_tr = setting
-    return f"FT({prior}, eta_{level}, C_Tr={c_tr:g})"
 
 
 def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, Any]:

@@ -8,10 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from analyses.pcfg_study import setting_name
+from interp.config import to_dict
 from interp.revival import geometric_mean, revival_curve, speedup
 from interp.stats import aggregate
 from interp.sweeps import JobResult
 from procedural_tasks.pcfg_protocols import lr_for_level
+from procedural_tasks.pcfg_tasks import PRIORS
 
 EVAL_SETS = ("count_a@cte0", "count_a@cte1", "count_b@cte0", "count_b@cte1")
 CONTROLS = ("Scr.+FT", "Scr.")
@@ -72,7 +75,7 @@ def _finetune_results(config, plan) -> list[dict]:
         finals = [f for f in (_read_json(r / "final_eval.json") for r in runs) if f]
         row = {
             "prior": prior,
-            "prior_values": list(config_prior(prior)),
+            "prior_values": list(PRIORS[prior]),
             "lr_level": level,
             "lr": lr_for_level(level, config.pretrain_lr, config.lr_labelling),
             "c_tr": c_tr,
@@ -90,16 +93,8 @@ def _finetune_results(config, plan) -> list[dict]:
     return rows
 
 
-def config_prior(name: str) -> tuple[float, float, float]:
-    from procedural_tasks.pcfg_tasks import PRIORS
-
-    return PRIORS[name]
-
-
 def _revival_results(config, plan) -> dict:
-    from analyses.pcfg_study import start_name
-
-    names = [start_name(s) for s in config.reverse_from] + list(CONTROLS)
+    names = [setting_name(s) for s in config.reverse_from] + list(CONTROLS)
     curves, metrics, speedups = {}, {}, {}
     per_seed_curves: dict[str, dict[int, Any]] = {n: {} for n in names}
     for name in names:
@@ -116,7 +111,7 @@ def _revival_results(config, plan) -> dict:
         }
     # Each fine-tuned model is compared with the controls at its own threshold, per seed.
     for setting in config.reverse_from:
-        name = start_name(setting)
+        name = setting_name(setting)
         stats: dict[str, Any] = {"steps_to_threshold": [], "auc": [], "threshold": []}
         versus: dict[str, list] = {c: [] for c in CONTROLS}
         for seed, data in per_seed_curves[name].items():
@@ -224,8 +219,6 @@ def _findings(results: dict, config) -> list[dict]:
 
 def collect_results(config, plan, job_results: list[JobResult], *, wall_seconds: float) -> dict:
     """Everything the report shows, as JSON-native data."""
-    from interp.config import to_dict
-
     results: dict[str, Any] = {
         "config": to_dict(config),
         "wall_seconds": wall_seconds,

@@ -207,14 +207,12 @@ class Plan:
     jobs: list[Job]
     pretrain: dict[tuple[int, str], Path]  # (seed, prior) -> dir
     finetune: dict[tuple[int, FinetuneSetting], Path]
-    reverse: dict[tuple[int, str], Path]  # (seed, start name) -> dir; names from start_name()
+    reverse: dict[tuple[int, str], Path]  # (seed, setting_name or control name) -> dir
     analysis: dict[int, Path]
 
 
-def start_name(setting: FinetuneSetting | str) -> str:
-    """A readable name for a reverse fine-tuning start: ``FT(low, eta_M, C_Tr=1)``, ``Scr.+FT`` or ``Scr.``."""
-    if isinstance(setting, str):
-        return setting
+def setting_name(setting: FinetuneSetting) -> str:
+    """A readable name for a fine-tuned model, e.g. ``FT(low, eta_M, C_Tr=1)``."""
     prior, level, c_tr = setting
     return f"FT({prior}, eta_{level}, C_Tr={c_tr:g})"
 
@@ -269,7 +267,7 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
         for setting in config.reverse_from:
             ref = pretrain[seed, setting[0]]
             start = finetune[seed, setting]
-            reverse[seed, start_name(setting)] = add(
+            reverse[seed, setting_name(setting)] = add(
                 "reverse",
                 f"{__name__}:job_reverse",
                 {**reverse_kwargs, "start": str(start), "reference": str(ref), "from_scratch": False},

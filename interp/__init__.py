@@ -15,6 +15,8 @@ from interp.models import ModelConfig, build_model
 from interp.patching import patch_across_models
 from interp.probing import ProbeConfig, probe_layers, train_probe
 from interp.pruning import learn_mask, prune_by_saliency
+from interp.reports import write_report
+from interp.revival import revival_curve
 from interp.training import TrainConfig, train
 
 __all__ = [
@@ -36,8 +38,10 @@ __all__ = [
     "patch_across_models",
     "probe_layers",
     "prune_by_saliency",
+    "revival_curve",
     "save_checkpoint",
     "train",
     "train_probe",
     "weight_diff",
+    "write_report",
 ]
