@@ -928,7 +928,7 @@ def run_study(config: TinyStoriesStudyConfig, out: Path, workers: int = 2, execu
 def build_parser() -> argparse.ArgumentParser:
     from interp.cli import ArgParser
 
-    p = ArgParser(prog="ftmech tinystories study", description="Reproduce the TinyStories study end to end.")
+    p = ArgParser(prog="ftmech reproduce tinystories", description="Reproduce the TinyStories study end to end.")
     p.add_argument(
         "--setting",
         default="both",

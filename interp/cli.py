@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_reverse_ft)
 
     p = sub.add_parser(
-        "reproduce", help="run a whole study end to end and write results.json + report.html", add_help=False
+        "reproduce", help="run a whole study end to end and write results.json + report.html"
     )
     p.add_argument("study", help="pcfg (the default job), tracr or tinystories")
     p.add_argument(
@@ -375,10 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_reproduce)
 
-    from interp import cli_analysis, cli_tracr
+    from interp import cli_analysis, cli_tinystories, cli_tracr
 
     cli_analysis.add_commands(sub)
     cli_tracr.add_commands(sub)
+    cli_tinystories.add_commands(sub)
 
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
     p.add_argument("dir", help="checkpoint directory")

@@ -207,12 +207,6 @@ def cmd_hub(args: argparse.Namespace) -> None:
     _print_json({"name": args.name, "n_params": n_params(model), "n_layers": model.cfg.n_layers})
 
 
-def cmd_study(args: argparse.Namespace) -> None:
-    from analyses.tinystories_study import main
-
-    main(args.study_args)
-
-
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ftmech tinystories ...`` to the top-level subparsers."""
     top = subparsers.add_parser("tinystories", help="TinyStories: deletion and recovery of a story feature")
@@ -251,7 +245,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _train_flags(p)
     p.set_defaults(handler=cmd_recover)
 
-    p = sub.add_parser("score", help="generation score of a story checkpoint (Wilson 95% CI)")
+    p = sub.add_parser("score", help="generation score of a story checkpoint (Wilson 95%% CI)")
     p.add_argument("checkpoint")
     p.add_argument("--n-generations", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=130)
@@ -265,6 +259,3 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_hub)
 
-    p = sub.add_parser("study", help="the whole study: results.json and report.html", add_help=False)
-    p.add_argument("study_args", nargs=argparse.REMAINDER, help="flags of analyses.tinystories_study")
-    p.set_defaults(handler=cmd_study)

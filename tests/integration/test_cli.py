@@ -103,3 +103,25 @@ def test_console_script_runs_in_a_subprocess() -> None:
         timeout=120,
     )
     assert proc.returncode == 0 and json.loads(proc.stdout)["task"] == "count"
+
+
+def _subcommand_paths(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _subcommand_paths(sub, (*prefix, name))
+
+
+def test_every_subcommand_has_working_help(capsys) -> None:
+    from interp.cli import build_parser
+
+    paths = list(_subcommand_paths(build_parser()))
+    assert {("pretrain",), ("finetune",), ("reverse-ft",), ("probe",), ("tracr",), ("tinystories",)} <= set(paths)
+    for path in paths:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*path, "--help"])
+        assert exit_info.value.code == 0, path
+    capsys.readouterr()
