@@ -44,6 +44,15 @@ def _common_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _stage_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of the stages that start from a checkpoint: sizes and the LR given as an eta level."""
+    p.add_argument("--preset", default="cpu", help="study preset for default sizes: cpu, paper or tiny")
+    p.add_argument(
+        "--lr-level", choices=["L", "M", "S", "VS"], help="eta level relative to the pretraining LR"
+    )
+    p.add_argument("--lr-labelling", default="main_text", help="main_text (eta_M = eta_PT/10) or appendix")
+
+
 def _train_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {"seed": args.seed, "device": args.device, "threads": args.threads}
     for flag in ("steps", "lr", "batch_size", "eval_every", "checkpoint_every"):
@@ -324,11 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune", help="fine-tune a pretrained PCFG model on counting O_FT with a spurious correlation"
     )
     p.add_argument("base", help="pretrained checkpoint directory")
-    p.add_argument("--preset", default="cpu", help="study preset for default sizes: cpu, paper or tiny")
-    p.add_argument(
-        "--lr-level", choices=["L", "M", "S", "VS"], help="eta level relative to the pretraining LR"
-    )
-    p.add_argument("--lr-labelling", default="main_text", help="main_text (eta_M = eta_PT/10) or appendix")
+    _stage_flags(p)
     p.add_argument(
         "--c-tr", type=float, default=1.0, help="C_Tr: fraction of samples with count(b) = count(a) + q"
     )
@@ -347,11 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reverse-ft", help="train a model back on counting O_PT and time the revival")
     p.add_argument("start", help="checkpoint to start from (fine-tuned model or a control)")
-    p.add_argument("--preset", default="cpu")
-    p.add_argument(
-        "--lr-level", choices=["L", "M", "S", "VS"], help="eta level relative to the pretraining LR"
-    )
-    p.add_argument("--lr-labelling", default="main_text")
+    _stage_flags(p)
     p.add_argument("--operand-pt", default="a")
     p.add_argument(
         "--reference-accuracy", type=float, default=1.0, help="the pretrained model's O_PT accuracy"
@@ -366,9 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_train_flags(p)
     p.set_defaults(handler=cmd_reverse_ft)
 
-    p = sub.add_parser(
-        "reproduce", help="run a whole study end to end and write results.json + report.html"
-    )
+    p = sub.add_parser("reproduce", help="run a whole study end to end and write results.json + report.html")
     p.add_argument("study", help="pcfg (the default job), tracr or tinystories")
     p.add_argument(
         "study_args", nargs=argparse.REMAINDER, help="the study's own flags (ftmech reproduce pcfg --help)"

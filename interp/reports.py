@@ -111,6 +111,18 @@ def _band(ys: np.ndarray, band: Band) -> tuple[np.ndarray, np.ndarray]:
     raise ConfigError(f"unknown band '{band}'; use one of {', '.join(BAND_LABELS)}")
 
 
+def _series_data(s: _Series, mean: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, Any]:
+    """What a report's data block keeps of one plotted series: the per-seed values and their summary."""
+    return {
+        "name": s.name,
+        "x": s.x,
+        "ys": s.ys.tolist(),
+        "mean": mean.tolist(),
+        "low": low.tolist(),
+        "high": high.tolist(),
+    }
+
+
 def _rgba(color: str, alpha: float) -> str:
     try:
         rgb = plotly.colors.convert_colors_to_same_type(color, "rgb")[0][0]
@@ -193,16 +205,7 @@ def curves_figure(
                 ),
             )
         )
-        data.append(
-            {
-                "name": s.name,
-                "x": s.x,
-                "ys": s.ys.tolist(),
-                "mean": mean.tolist(),
-                "low": low.tolist(),
-                "high": high.tolist(),
-            }
-        )
+        data.append(_series_data(s, mean, low, high))
     for label, value in (reference_lines or {}).items():
         fig.add_hline(
             y=value,
@@ -257,16 +260,7 @@ def bar_figure(
                 ),
             )
         )
-        data.append(
-            {
-                "name": s.name,
-                "x": s.x,
-                "ys": s.ys.tolist(),
-                "mean": mean.tolist(),
-                "low": low.tolist(),
-                "high": high.tolist(),
-            }
-        )
+        data.append(_series_data(s, mean, low, high))
     _layout(fig, title=title, x_title=x_title, y_title=y_title, height=height)
     fig.update_layout(barmode="group", legend_title_text=f"bars: mean · whiskers: {BAND_LABELS[band]}")
     if y_range is not None:

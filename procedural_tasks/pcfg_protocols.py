@@ -150,23 +150,14 @@ def pretrain_spec() -> SampleSpec:
 
 def finetune_spec(config: FinetuneConfig) -> SampleSpec:
     """Training samples of a fine-tuning run (randFT answers O_FT's count on O_PT inputs)."""
-    if config.rand_ft:
-        return SampleSpec(
-            family="count",
-            operand=config.operand_pt,
-            c=config.c_tr,
-            operand_pt=config.operand_pt,
-            operand_ft=config.operand_ft,
-            q=config.q,
-            answer_operand=config.operand_ft,
-        )
     return SampleSpec(
         family="count",
-        operand=config.operand_ft,
+        operand=config.operand_pt if config.rand_ft else config.operand_ft,
         c=config.c_tr,
         operand_pt=config.operand_pt,
         operand_ft=config.operand_ft,
         q=config.q,
+        answer_operand=config.operand_ft if config.rand_ft else None,
     )
 
 
