@@ -524,7 +524,14 @@ def collect_results(plan: Plan, results: Sequence[JobResult], *, wall_seconds: f
     }
     out["control_pretrained_feature_loss_per_seed"] = control_pretrain_loss
 
-    table: dict[str, Any] = {"columns": steps, "study_columns": [0, 30, 300, 3000], "rows": {}}
+    from analyses.paper_numbers import TINYSTORIES_TABLE1, TINYSTORIES_TABLE1_STEPS
+
+    table: dict[str, Any] = {
+        "columns": steps,
+        "study_columns": list(TINYSTORIES_TABLE1_STEPS),
+        "study_percent_twist": {row: list(v) for row, v in TINYSTORIES_TABLE1.items()},
+        "rows": {},
+    }
     for row in rows:
         per_seed = {s: recoveries[s, row]["scores"] for s in seeds if (s, row) in recoveries}
         if not per_seed:
@@ -646,10 +653,14 @@ def collect_results(plan: Plan, results: Sequence[JobResult], *, wall_seconds: f
         probe_table[name] = {
             "feature": pooled,
             "all_features_mean_over_seeds": all_features,
-            "majority_floor": analyses[next(iter(analyses))]["probes"][name]["layers"][0]["majority_floor"],
+            "majority_floor_all_features": analyses[next(iter(analyses))]["probes"][name]["layers"][0][
+                "majority_floor"
+            ],
         }
+    floors = probe_feature_floors(plan, sorted(analyses))
     out["fig11"] = {
         "probe_accuracy": probe_table,
+        "feature_majority_floor": floors,
         "recovery_loss": curves,
         "probe_feature": config.feature,
         "n_probe_stories": any_analysis["n_probe_stories"],
@@ -757,7 +768,42 @@ def findings(res: dict, config: TinyStoriesStudyConfig, primary: str) -> list[di
                 "held": bool(layers_above),
             }
         )
+    floor = res["fig11"]["feature_majority_floor"]
+    above = [r["layer"] for r in probes[PRETRAINED]["feature"] if r["ci_low"] > floor["pooled"]]
+    out.append(
+        {
+            "claim": f"the pretrained model's {config.feature} probe reads the feature above its majority floor",
+            "criterion": "at some block the pooled Wilson 95% CI of the pretrained model's probe lies above the floor",
+            "majority_floor": floor["pooled"],
+            "layers_above_floor": above,
+            "best_layer": summary[PRETRAINED]["best_layer"],
+            "held": bool(above),
+        }
+    )
     return out
+
+
+def probe_feature_floors(plan: Plan, seeds: Sequence[int]) -> dict:
+    """The majority-class floor of the probed feature on each seed's held-out probe split (and pooled).
+
+    interp.probing reports one floor averaged over all features of a multi-label probe; this rebuilds the probe
+    labels and the seeded split to give the floor of the one feature the study is about.
+    """
+    from interp.probing import split_indices
+
+    config = plan.config
+    data = config.data
+    tokenizer = StoryTokenizer.load(plan.tokenizer / "tokenizer.json")
+    test = build_story_splits(data, tokenizer).test
+    labels = np.array([config.feature in r.features for r in test])
+    per_seed, hits, total = {}, 0, 0
+    for seed in seeds:
+        train_idx, test_idx = split_indices(len(labels), config.probe_test_frac, seed)
+        majority = labels[train_idx].mean() >= 0.5
+        correct = int((labels[test_idx] == majority).sum())
+        per_seed[seed] = correct / len(test_idx)
+        hits, total = hits + correct, total + len(test_idx)
+    return {"per_seed": per_seed, "pooled": hits / total if total else None}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -809,6 +855,17 @@ def write_study_report(summaries: dict[str, dict], path: Path) -> Path | None:
                     f"Percentage of generated stories with the {res['feature']} (judge: {primary}), pooled over seeds, "
                     "with the Wilson 95% interval and the number of generations. The first row is the pretrained model."
                 ),
+            )
+        )
+        study = res["table1"]["study_percent_twist"]
+        sections.append(
+            Section(
+                title=f"{name}: the study's Table 1 (twist, 91M model, GPT-3.5 judge, 16 generations a cell)",
+                content=Table(
+                    columns=("start", *[f"step {t}" for t in res["table1"]["study_columns"]]),
+                    rows=tuple((row, *[f"{v}%" for v in values]) for row, values in study.items()),
+                ),
+                caption="Jain et al. 2023 Table 1 as printed (analyses.paper_numbers.TINYSTORIES_TABLE1), for comparison.",
             )
         )
         curves = res["fig11"]["recovery_loss"]
@@ -928,7 +985,9 @@ def run_study(config: TinyStoriesStudyConfig, out: Path, workers: int = 2, execu
 def build_parser() -> argparse.ArgumentParser:
     from interp.cli import ArgParser
 
-    p = ArgParser(prog="ftmech reproduce tinystories", description="Reproduce the TinyStories study end to end.")
+    p = ArgParser(
+        prog="ftmech reproduce tinystories", description="Reproduce the TinyStories study end to end."
+    )
     p.add_argument(
         "--setting",
         default="both",
