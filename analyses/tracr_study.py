@@ -65,11 +65,20 @@ class TracrStudyConfig:
     grad_clip: float | None = 1.0  # global gradient-norm clip; None: plain SGD (runs may diverge)
     eval_n: int = 500  # inputs per evaluation set
     q: int = 1  # planted offset r(x, O_FT) - r(x, O_PT)
-    reverse_after: tuple[str, ...] = ("M", "L")  # eta levels of the Counter runs that are reverse fine-tuned
+    reverse_after: tuple[str, ...] = ("M", "L", "S")  # eta levels of the Counter runs reverse fine-tuned
+    # (the paper's arms are M and L; S is added because at CPU scale the C_Tr = 1 wrapper forms at eta_S)
     reverse_c_tr: float = 1.0  # ... at this C_Tr
     reverse_lr_level: str = "VS"  # reverse fine-tuning LR (paper: eta_VS = 1e-4)
     reverse_steps: int = 200  # reverse fine-tuning steps (evaluated at log-spaced steps)
     reverse_threshold: float = 0.9  # revived when Acc O_PT at C_Te = 0 reaches this
+    long_steps: int | None = 1000  # a longer Counter arm (None: off): eta_L needs ~400-600 steps to count b
+    long_settings: tuple[tuple[str, float], ...] = (
+        ("L", 0.0),
+        ("L", 1.0),
+        ("M", 0.0),
+        ("M", 1.0),
+    )  # (eta, C_Tr)
+    long_seeds: tuple[int, ...] = (0,)  # seeds of the long arm (each also reverse fine-tuned)
     analyse: bool = True  # attention, detector, pruning, weight diff and patching per run
     prune_ks: tuple[int, ...] = (0, 1, 2, 3, 4, 8, 20)  # single weights pruned
     score_n: int = 512  # inputs scoring grad x weight
@@ -95,6 +104,14 @@ class TracrStudyConfig:
             raise ConfigError("reverse_after needs 'counter' in programs and reverse_c_tr in c_trs")
         if any(level not in self.lr_levels for level in self.reverse_after):
             raise ConfigError(f"reverse_after {self.reverse_after} must be among lr_levels {self.lr_levels}")
+        if self.long_steps is not None and self.long_settings and "counter" not in self.programs:
+            raise ConfigError("long_steps runs Counter; add 'counter' to programs or set long_steps to None")
+        for level, c_tr in self.long_settings:
+            lr_for_level(level)
+            if not 0 <= c_tr <= 1:
+                raise ConfigError(f"long_settings C_Tr {c_tr} must be in [0, 1]")
+        if self.long_steps is not None and self.long_steps < 1:
+            raise ConfigError(f"long_steps must be >= 1 or None, got {self.long_steps}")
         for name in ("counter_steps", "max_identifier_steps", "reverse_steps", "eval_n", "score_n"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -118,6 +135,8 @@ PRESETS: dict[str, TracrStudyConfig] = {
         eval_n=24,
         reverse_after=("M",),
         reverse_steps=3,
+        long_steps=4,
+        long_settings=(("L", 0.0),),
         prune_ks=(0, 1, 2),
         score_n=16,
         noise_sweep=(0.0, 1e-4),
@@ -223,9 +242,9 @@ def job_baseline(
 
 
 def finetune_config(
-    config: TracrStudyConfig, program: str, level: str, c_tr: float, seed: int
+    config: TracrStudyConfig, program: str, level: str, c_tr: float, seed: int, steps: int | None = None
 ) -> TracrFinetuneConfig:
-    steps = config.steps_for(program)
+    steps = steps or config.steps_for(program)
     return TracrFinetuneConfig(
         program=program,
         train=sgd_train_config(lr=lr_for_level(level), steps=steps, seed=seed, grad_clip=config.grad_clip),
@@ -302,8 +321,32 @@ def build_jobs(config: TracrStudyConfig, out: Path) -> list[Job]:
                             kwargs=kwargs,
                         )
                     )
-    for seed in config.seeds:
+    long_keys: dict[int, list[tuple[str, str, Path]]] = {}
+    if config.long_steps is not None:
+        for level, c_tr in config.long_settings:
+            for seed in config.long_seeds:
+                finetune = finetune_config(config, "counter", level, c_tr, seed, steps=config.long_steps)
+                kwargs = {"finetune": to_dict(finetune), "analysis": analysis}
+                key = f"long/counter/{level}/{c_tr:g}/{seed}"
+                path = run_dir(out, "finetune", kwargs)
+                jobs.append(Job(key=key, fn=f"{module}:job_finetune", out_dir=path, kwargs=kwargs))
+                name = f"after eta_{level} C_Tr={c_tr:g}, {config.long_steps} steps"
+                long_keys.setdefault(seed, []).append((key, name, path))
+    for seed in sorted({*config.seeds, *long_keys}):
         reverse = to_dict(reverse_config(config, seed))
+        for key, name, path in long_keys.get(seed, []):
+            kwargs = {"reverse": reverse, "start_dir": str(path), "control": None, "name": name}
+            jobs.append(
+                Job(
+                    key=f"reverse/{key}",
+                    fn=f"{module}:job_reverse_ft",
+                    out_dir=run_dir(out, "reverse_ft", kwargs),
+                    kwargs=kwargs,
+                    deps=(key,),
+                )
+            )
+        if seed not in config.seeds:
+            continue
         for level in config.reverse_after:
             start = ft_dirs[("counter", level, config.reverse_c_tr, seed)]
             kwargs = {
@@ -321,7 +364,7 @@ def build_jobs(config: TracrStudyConfig, out: Path) -> list[Job]:
                     deps=(_ft_key("counter", level, config.reverse_c_tr, seed),),
                 )
             )
-        if config.reverse_after:
+        if config.reverse_after or long_keys:
             control = {"noise_std": config.noise_std, "seed": seed, "balance": config.balance_mlps}
             kwargs = {"reverse": reverse, "start_dir": None, "control": control, "name": "Scr.+FT control"}
             jobs.append(
@@ -391,6 +434,8 @@ def load_runs(jobs: Sequence[Job], results: Sequence[JobResult]) -> list[dict[st
                 "lr": ft["train"]["lr"],
                 "c_tr": ft["c_tr"],
                 "seed": ft["train"]["seed"],
+                "steps": ft["train"]["steps"],
+                "long": job.key.startswith("long/"),
                 "job_status": result.status,
                 "job_error": result.error,
                 "status": summary["status"] if summary else "failed",
@@ -575,7 +620,12 @@ def _curve_args(curve: dict) -> dict:
 
 
 def findings(
-    config: TracrStudyConfig, attention: list, pruning: list, reverse: dict, table: list
+    config: TracrStudyConfig,
+    attention: list,
+    pruning: list,
+    reverse: dict,
+    table: list,
+    long: dict | None = None,
 ) -> list[dict]:
     """Each of the study's Tracr claims, what we measured, and whether it held (no claim is assumed)."""
     out = []
@@ -635,9 +685,37 @@ def findings(
                     f"after eta_M {after_m['n_revived']}/{after_m['n_runs']} (steps {after_m['steps_to_threshold']}), "
                     f"after eta_L {after_l['n_revived']}/{after_l['n_runs']} (steps {after_l['steps_to_threshold']}), "
                     f"Scr.+FT control {ctrl.get('n_revived')}/{ctrl.get('n_runs')} (steps {ctrl.get('steps_to_threshold')})"
+                    + "".join(
+                        f"; {name} (extra arm) {arm['n_revived']}/{arm['n_runs']} (steps {arm['steps_to_threshold']})"
+                        for name, arm in reverse.items()
+                        if name not in ("after eta_M", "after eta_L", "Scr.+FT control")
+                    )
                 ),
                 "held": after_m["n_revived"] * 2 > after_m["n_runs"]
                 and after_l["n_revived"] * 2 <= after_l["n_runs"],
+            }
+        )
+    long_att = {(r["lr_level"], r["c_tr"]): r for r in (long or {}).get("attention", [])}
+    long_tab = {(r["lr_level"], r["c_tr"]): r for r in (long or {}).get("table3", [])}
+    if long_att and long_tab:
+        parts = {}
+        texts = []
+        for key in sorted(long_att, key=lambda k: (list(LR_LEVELS).index(k[0]), k[1])):
+            a, t = long_att[key]["finetuned"], long_tab[key]["cells"]
+            ft0 = t[eval_name("ft", 0)]["mean"] if t[eval_name("ft", 0)] else float("nan")
+            texts.append(
+                f"eta_{key[0]} C_Tr={key[1]:g}: Acc O_FT(C_Te=0) {ft0:.1f}%, attention a {a['o_pt']['mean']:.2f} b {a['o_ft']['mean']:.2f}"
+            )
+            if key[1] == 0.0:
+                parts[f"eta_{key[0]}_ctr0_counts_b"] = ft0 >= 90.0
+                parts[f"eta_{key[0]}_ctr0_attends_b"] = a["o_ft"]["mean"] > a["o_pt"]["mean"]
+        out.append(
+            {
+                "claim": f"(a, {long['steps']} steps) eta_L / eta_M with C_Tr = 0 learn to count b (Tab. 3: 100% / 98.8%) "
+                "and eta_M moves the counting head to b (Fig. 10)",
+                "measured": "; ".join(texts),
+                "parts": parts,
+                "held": parts.get("eta_M_ctr0_attends_b"),
             }
         )
     vs = [r for r in table if r["program"] == "max_identifier" and r["lr_level"] == "VS"]
@@ -665,11 +743,20 @@ def summarise(
 ) -> dict[str, Any]:
     """results.json: the Table-3 analogue beside the paper, attention, pruning, localisation, reverse FT,
     baselines and findings."""
-    runs = load_runs(jobs, results)
+    all_runs = load_runs(jobs, results)
+    runs = [r for r in all_runs if not r["long"]]
+    long_runs = [r for r in all_runs if r["long"]]
     table = table3(runs)
     attention = attention_summary(runs)
     pruning = pruning_summary(runs)
     reverse = reverse_summary(jobs, results)
+    long_horizon = {
+        "steps": config.long_steps,
+        "table3": table3(long_runs),
+        "attention": attention_summary(long_runs),
+        "pruning": pruning_summary(long_runs),
+        "localisation": localisation_summary(long_runs),
+    }
     baselines = {
         job.kwargs["program"]: _read(Path(job.out_dir) / "baseline.json")
         for job in jobs
@@ -685,20 +772,21 @@ def summarise(
         "attention": attention,
         "pruning": pruning,
         "localisation": localisation_summary(runs),
+        "long_horizon": long_horizon,
         "reverse_ft": reverse,
         "baselines": baselines,
-        "findings": findings(config, attention, pruning, reverse, table),
+        "findings": findings(config, attention, pruning, reverse, table, long_horizon),
         "curves": {
             r["key"]: {
                 "steps": [h["step"] for h in r["history"]],
                 **{cell: [h["eval"][cell]["accuracy"] for h in r["history"]] for cell in CELLS},
             }
-            for r in runs
+            for r in all_runs
             if r["history"]
         },
         "attention_maps": {
             r["key"]: r["analysis"]["attention_map"]
-            for r in runs
+            for r in all_runs
             if r["analysis"] and r["seed"] == min(config.seeds)
         },
     }
@@ -715,45 +803,53 @@ def _pct(cell: dict | None) -> str | None:
     return f"{cell['mean']:.1f} [{cell['ci_low']:.1f}, {cell['ci_high']:.1f}]"
 
 
+def _table3_table(table: list[dict]) -> Any:
+    from interp.reports import Table
+
+    rows = []
+    for r in table:
+        paper = r["paper"] or {}
+        ours = [_pct(r["cells"][c]) for c in CELLS]
+        theirs = [None if c not in paper else f"{paper[c]:.1f}" for c in CELLS]
+        cells = [f"{o} | {t}" if t else o for o, t in zip(ours, theirs, strict=True)]
+        rows.append(
+            (r["program"], f"{r['lr']:g}", f"{r['c_tr']:g}", *cells, f"{r['n_diverged']}/{r['n_seeds']}")
+        )
+    columns = (
+        "program",
+        "eta",
+        "C_Tr",
+        "O_PT @C_Te=1",
+        "O_FT @C_Te=1",
+        "O_PT @C_Te=0",
+        "O_FT @C_Te=0",
+        "diverged",
+    )
+    return Table(columns=columns, rows=tuple(rows))
+
+
 def write_tracr_report(path: Path, summary: dict[str, Any]) -> Path:
     """report.html: Table 3 beside the paper, findings, accuracy curves, attention maps, pruning, revival."""
     from interp.reports import Section, Table, curves_figure, heatmap_grid_figure, write_report
 
-    sections = []
-    rows = []
-    for r in summary["table3"]:
-        paper = r["paper"] or {}
-        ours = [_pct(r["cells"][c]) for c in CELLS]
-        theirs = [None if c not in paper else f"{paper[c]:.1f}" for c in CELLS]
-        rows.append(
-            (
-                r["program"],
-                f"{r['lr']:g}",
-                f"{r['c_tr']:g}",
-                *[f"{o} | {t}" if t else o for o, t in zip(ours, theirs, strict=True)],
-                f"{r['n_diverged']}/{r['n_seeds']}",
-            )
-        )
-    sections.append(
+    sections = [
         Section(
             title="Table 3: ours | paper",
-            content=Table(
-                columns=(
-                    "program",
-                    "eta",
-                    "C_Tr",
-                    "O_PT @C_Te=1",
-                    "O_FT @C_Te=1",
-                    "O_PT @C_Te=0",
-                    "O_FT @C_Te=0",
-                    "diverged",
-                ),
-                rows=tuple(rows),
-            ),
+            content=_table3_table(summary["table3"]),
             caption="Accuracy (%) at the end of fine-tuning: mean [95% bootstrap CI over seeds] | the paper's "
             "Tab. 3 cell. Diverged runs (non-finite loss) are excluded from the means and counted.",
         )
-    )
+    ]
+    long = summary.get("long_horizon") or {}
+    if long.get("table3"):
+        sections.append(
+            Section(
+                title=f"Counter, longer arm ({long['steps']} steps)",
+                content=_table3_table(long["table3"]),
+                caption="The same cells for the longer Counter runs (seeds as listed in the config's long_seeds; "
+                "no CI with one seed).",
+            )
+        )
     sections.append(
         Section(
             title="Findings",
@@ -801,6 +897,31 @@ def write_tracr_report(path: Path, summary: dict[str, Any]) -> Path:
                         "compiled model after balancing and noise.",
                     )
                 )
+    long_curves = {k: v for k, v in curves.items() if k.startswith("long/")}
+    if long_curves:
+        series = [
+            {
+                "name": f"{k.split('/')[2]} C_Tr={k.split('/')[3]} {cell}",
+                "x": v["steps"],
+                "ys": [v[cell]],
+                "dash": "solid" if cell == eval_name("ft", 0) else "dot",
+            }
+            for k, v in sorted(long_curves.items())
+            for cell in (eval_name("ft", 0), eval_name("pt", 0))
+        ]
+        sections.append(
+            Section(
+                title="Counter, longer arm: accuracy during fine-tuning",
+                content=curves_figure(
+                    series,
+                    title="Counter, longer arm",
+                    x_title="SGD step",
+                    y_title="accuracy",
+                    y_range=(0, 1),
+                ),
+                caption="Acc O_FT at C_Te=0 (solid: has the model learned to count b?) and Acc O_PT at C_Te=0 (dotted).",
+            )
+        )
     maps = summary["attention_maps"]
     counter_maps = {k: v for k, v in maps.items() if k.startswith("finetune/counter/")}
     if counter_maps:
@@ -810,6 +931,10 @@ def write_tracr_report(path: Path, summary: dict[str, Any]) -> Path:
             _, _, level, c_tr, _ = key.split("/")
             if level in ("S", "M") and value["letters"] == first["letters"]:
                 panels[f"eta_{level} C_Tr={c_tr}"] = value["finetuned"]
+        for key, value in maps.items():
+            if key.startswith("long/counter/") and value["letters"] == first["letters"]:
+                _, _, level, c_tr, _ = key.split("/")
+                panels[f"eta_{level} C_Tr={c_tr}, long"] = value["finetuned"]
         labels = ["$", *first["letters"]]
         sections.append(
             Section(
