@@ -189,6 +189,7 @@ def test_table3_summary_layout_from_a_tiny_run(tmp_path):
         counter_letters=5,
         eval_n=8,
         reverse_after=(),
+        long_steps=None,
         analyse=False,
     )
     jobs = [j for j in S.build_jobs(config, tmp_path) if j.fn.endswith(":job_finetune")]
