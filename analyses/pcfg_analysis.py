@@ -131,7 +131,9 @@ def job_analysis(
     for name, (prior, _) in finetuned.items():
         base, ft = models[f"PT({prior})"], models[name]
         diff = weight_diff(base, ft).to_json()
-        top = sorted(diff["matrices"], key=lambda m: m["relative"] or 0.0, reverse=True)[:5]
+        # weight matrices only: biases and norm gains have tiny norms, so their relative change says little
+        matrices = [m for m in diff["matrices"] if len(m["shape"]) == 2]
+        top = sorted(matrices, key=lambda m: m["relative"] or 0.0, reverse=True)[:5]
         groups = {"a": key_mask(pt_a0.batch.tokens, [a_id]), "b": key_mask(pt_a0.batch.tokens, [b_id])}
         # only text positions count as keys: the operand token itself is also 'a' or 'b'
         text = torch.zeros_like(groups["a"])
@@ -145,7 +147,7 @@ def job_analysis(
             "weight_top": [
                 {k: m[k] for k in ("name", "relative", "effective_rank", "top_sv_share")} for m in top
             ],
-            "weight_by_matrix": {m["name"]: m["relative"] for m in diff["matrices"]},
+            "weight_by_matrix": {m["name"]: m["relative"] for m in matrices},
             "attention": attention,
             "patch_pt_into_ft": restore,
         }
