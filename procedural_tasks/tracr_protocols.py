@@ -26,6 +26,10 @@ operand enters each program in exactly one MLP neuron, the detector (Counter: bl
 ``is_target:True``), and one attention head selects the positions it flags (Counter: block 1, the
 counting head; Max-id: block 2, the read head). ``swap_operand`` exchanges the detector's two input
 columns and gives an exact compiled model of O_FT: the Scr.+FT control "pretrained to count O_FT".
+
+Why SGD finds wrappers here (``gradient_share``): at the prepared Counter, 99.99% of the squared gradient
+of the count-b loss lies in block 1's MLP (SelectorWidth's discretiser, i.e. the count's readout); the
+counting head's saturated attention (logit gap ~14.6) and the detector get ~1e-5 each.
 """
 
 import copy
