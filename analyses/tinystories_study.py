@@ -961,7 +961,17 @@ def run_studies(
         summary = collect_results(plan, results, wall_seconds=wall)
         write_json(out / plan.config.name / "results.json", summary)
         summaries[plan.config.name] = summary
-    combined = {"wall_seconds": wall, "workers": workers, "settings": summaries}
+    by_stage: dict[str, float] = {}
+    for r in results:
+        stage = r.key.split("/")[1]
+        by_stage[stage] = by_stage.get(stage, 0.0) + (r.wall_s or 0.0)
+    combined = {
+        "wall_seconds": wall,  # this invocation only (finished jobs are reused, not rerun)
+        "job_seconds_total": sum(by_stage.values()),  # every job's own run time, cached ones included
+        "job_seconds_by_stage": by_stage,
+        "workers": workers,
+        "settings": summaries,
+    }
     write_json(out / "results.json", combined)
     try:
         write_study_report(summaries, out / "report.html")

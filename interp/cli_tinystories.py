@@ -258,4 +258,3 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", default="roneneldan/TinyStories-1M")
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=cmd_hub)
-

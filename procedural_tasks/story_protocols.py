@@ -33,7 +33,6 @@ model's own forward for anything else.
 import dataclasses
 import json
 import math
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +84,6 @@ TASK_NAME = "tinystories"
 TOKENIZER_FILE = "tokenizer.json"
 STORY_MARKER = "Story:"
 SETTINGS = ("synthetic", "shared")
-STAGES = ("pretrain", "deletion", "recovery")
 PROBE_POSITION = "mean_last_10"
 
 Setting = Literal["synthetic", "shared"]
@@ -975,12 +973,6 @@ def run_story_recovery(config: StoryRecoveryConfig, start_dir: str | Path, out_d
     }
     save_story_checkpoint(out_dir, start.model, start.model_config, tokenizer, meta)
     return summary
-
-
-def copy_tokenizer(src_dir: str | Path, dst_dir: str | Path) -> None:
-    """Copy a checkpoint's tokenizer.json (e.g. to share one tokenizer between runs)."""
-    Path(dst_dir).mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(src_dir) / TOKENIZER_FILE, Path(dst_dir) / TOKENIZER_FILE)
 
 
 # ----------------------------------------------------------------------------------------------------------------
