@@ -56,10 +56,8 @@ class PCFGStudyConfig:
         ("low", "L", 1.0),
         ("low", "M", 0.0),
         ("low", "M", 1.0),
-        ("low", "S", 0.0),
         ("low", "S", 1.0),
         ("medium", "M", 1.0),
-        ("medium", "S", 1.0),
     )
     reverse_from: tuple[FinetuneSetting, ...] = (("low", "M", 1.0), ("medium", "M", 1.0), ("low", "L", 1.0))
     reverse_lr_level: str = "S"  # reverse fine-tuning LR (smaller than the fine-tuning one)
