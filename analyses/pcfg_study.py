@@ -21,9 +21,8 @@ from interp.config import load_config, to_dict
 from interp.errors import ConfigError
 from interp.evaluation import evaluate
 from interp.models import preset as model_preset
-from interp.revival import log_spaced_steps
 from interp.sweeps import Job, run_dir, run_jobs
-from interp.training import RESUME_DIR, TrainConfig
+from interp.training import RESUME_DIR
 from procedural_tasks.pcfg_protocols import (
     LR_LABELLINGS,
     LR_LEVELS,
@@ -103,15 +102,7 @@ def _resume(out_dir: Path) -> bool:
 def job_pretrain(*, out_dir: Path, preset: str, prior: str, seed: int, lr: float, device: str) -> dict:
     """Pretrain one model on the PCFG mixture with operand prior ``prior``."""
     sp = study_preset(preset)
-    train = TrainConfig(
-        steps=sp.pretrain_steps,
-        batch_size=sp.batch_size,
-        lr=lr,
-        eval_every=max(1, sp.pretrain_steps // 8),
-        checkpoint_every=max(1, sp.pretrain_steps // 4),
-        seed=seed,
-        device=device,
-    )
+    train = sp.train_config("pretrain", lr=lr, seed=seed, device=device)
     task = dataclasses.replace(sp.task, prior=parse_prior(prior))
     model = dataclasses.replace(model_preset(sp.model), seed=seed)
     config = PretrainConfig(task=task, model=model, train=train, eval_n=sp.eval_n)
@@ -134,15 +125,7 @@ def job_finetune(
 ) -> dict:
     """Fine-tune ``base`` on counting b; then score it on larger fresh evaluation sets (Table 5)."""
     sp = study_preset(preset)
-    train = TrainConfig(
-        steps=sp.finetune_steps,
-        batch_size=sp.batch_size,
-        lr=lr,
-        eval_every=max(1, sp.finetune_steps // 8),
-        checkpoint_every=max(1, sp.finetune_steps // 2),
-        seed=seed,
-        device=device,
-    )
+    train = sp.train_config("finetune", lr=lr, seed=seed, device=device)
     config = FinetuneConfig(
         train=train, c_tr=c_tr, q=q, lr_level=lr_level, lr_labelling=lr_labelling, eval_n=sp.eval_n
     )
@@ -171,16 +154,7 @@ def job_reverse(
 ) -> dict:
     """Reverse fine-tune ``start`` on counting a; the threshold comes from the pretrained ``reference``."""
     sp = study_preset(preset)
-    steps = sp.reverse_steps
-    train = TrainConfig(
-        steps=steps,
-        batch_size=sp.batch_size,
-        lr=lr,
-        eval_steps=log_spaced_steps(steps, 14),
-        checkpoint_every=max(1, steps // 2),
-        seed=seed,
-        device=device,
-    )
+    train = sp.train_config("reverse", lr=lr, seed=seed, device=device)
     config = ReverseFTConfig(
         train=train,
         threshold_frac=threshold_frac,

@@ -144,7 +144,6 @@ def cmd_data_strings(args: argparse.Namespace) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from interp.models import preset as model_preset
-    from interp.training import TrainConfig
     from procedural_tasks.pcfg_protocols import PretrainConfig, run_pretrain, study_preset, write_json
 
     sp = study_preset(args.preset)
@@ -153,7 +152,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
         config = load_config(PretrainConfig, args.config)
     else:
-        train = TrainConfig(steps=sp.pretrain_steps, batch_size=sp.batch_size, lr=1e-3, eval_every=250)
+        train = sp.train_config("pretrain", lr=1e-3, steps=args.steps)
         config = PretrainConfig(
             task=_task_config_from_args(args),
             model=model_preset(args.model or sp.model),
@@ -203,12 +202,11 @@ def _stage_lr(args: argparse.Namespace, base_dir: str) -> float:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from interp.training import TrainConfig
     from procedural_tasks.pcfg_protocols import FinetuneConfig, run_finetune, study_preset, write_json
 
     sp = study_preset(args.preset)
     lr = _stage_lr(args, args.base)
-    train = TrainConfig(steps=sp.finetune_steps, batch_size=sp.batch_size, lr=lr, eval_every=50)
+    train = sp.train_config("finetune", lr=lr, steps=args.steps)
     train = dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))
     config = FinetuneConfig(
         train=train,
@@ -232,15 +230,12 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_reverse_ft(args: argparse.Namespace) -> None:
-    from interp.revival import log_spaced_steps
-    from interp.training import TrainConfig
     from procedural_tasks.pcfg_protocols import ReverseFTConfig, run_reverse_ft, study_preset
 
     sp = study_preset(args.preset)
     lr = _stage_lr(args, args.start)
-    steps = args.steps or sp.reverse_steps
-    train = TrainConfig(steps=steps, batch_size=sp.batch_size, lr=lr, eval_steps=log_spaced_steps(steps, 16))
-    train = dataclasses.replace(train, **(_train_changes(args) | {"lr": lr, "steps": steps}))
+    train = sp.train_config("reverse", lr=lr, steps=args.steps)
+    train = dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))
     config = ReverseFTConfig(
         train=train,
         operand_pt=args.operand_pt,

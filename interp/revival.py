@@ -47,7 +47,7 @@ def auc_log_steps(steps: Sequence[int], values: Sequence[float], *, max_step: in
     pts = sorted((max(1, int(s)), float(v)) for s, v in zip(steps, values, strict=True))
     if not pts:
         raise ConfigError("an empty curve has no area")
-    horizon = max_step if max_step is not None else pts[-1][0]
+    horizon = max(1, max_step if max_step is not None else pts[-1][0])
     pts = [p for p in pts if p[0] <= horizon]
     if pts[-1][0] < horizon:
         pts.append((horizon, pts[-1][1]))

@@ -21,7 +21,7 @@ from interp.config import from_dict, to_dict
 from interp.errors import CheckpointError, ConfigError
 from interp.evaluation import evaluate
 from interp.models import ModelConfig, build_model
-from interp.revival import RevivalCurve, revival_curve
+from interp.revival import RevivalCurve, log_spaced_steps, revival_curve
 from interp.training import RESUME_DIR, TrainConfig, TrainResult, train
 from procedural_tasks.pcfg_tasks import JAILBREAK_TOKENS, PCFGTask, PCFGTaskConfig, SampleSpec
 
@@ -59,6 +59,34 @@ class PCFGPreset:
     batch_size: int
     eval_n: int  # sequences per evaluation set during training
     final_eval_n: int  # sequences per evaluation set for final numbers
+
+    def train_config(
+        self, stage: str, *, lr: float, seed: int = 0, device: str = "auto", steps: int | None = None
+    ) -> TrainConfig:
+        """The recipe of one stage at this preset's sizes: 8 evaluations (log-spaced for reverse
+        fine-tuning, to resolve fast revival) and resumable checkpoints."""
+        stage_steps = {
+            "pretrain": self.pretrain_steps,
+            "finetune": self.finetune_steps,
+            "reverse": self.reverse_steps,
+        }
+        if stage not in stage_steps:
+            raise ConfigError(f"unknown stage '{stage}'; use one of {', '.join(stage_steps)}")
+        n = stage_steps[stage] if steps is None else steps
+        schedule = (
+            {"eval_steps": log_spaced_steps(n, 14)}
+            if stage == "reverse" and n > 0
+            else {"eval_every": max(1, n // 8)}
+        )
+        return TrainConfig(
+            steps=n,
+            batch_size=self.batch_size,
+            lr=lr,
+            seed=seed,
+            device=device,
+            checkpoint_every=max(1, n // (4 if stage == "pretrain" else 2)),
+            **schedule,
+        )
 
 
 PRESETS: dict[str, PCFGPreset] = {

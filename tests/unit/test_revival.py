@@ -33,6 +33,7 @@ def test_auc_known_answers() -> None:
     assert auc_log_steps([1, 10, 100], [0.0, 0.0, 0.0]) == pytest.approx(0.0)
     # a step from 0 to 1 between 10 and 100: trapezoid gives half of the second decade
     assert auc_log_steps([1, 10, 100], [0.0, 0.0, 1.0]) == pytest.approx(0.25)
+    assert auc_log_steps([0], [0.7], max_step=0) == pytest.approx(0.7)  # a run of zero steps
     # carried forward past the last evaluation
     assert auc_log_steps([1, 10], [0.0, 1.0], max_step=100) == pytest.approx(0.75)
 
