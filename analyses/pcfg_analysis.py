@@ -252,7 +252,7 @@ def aggregate_analysis(
         try:
             verdicts[name] = audit(items, thresholds).to_json()
         except DataError as exc:  # e.g. a pretrained model at its floor: nothing to audit, and we say so
-            verdicts[name] = {"label": "not auditable", "reason": str(exc), "checks": {}}
+            verdicts[name] = {"label": "not auditable", "reason": str(exc), "evidence": []}
     return {
         "layers": first["layers"],
         "probes": probes,

@@ -252,18 +252,25 @@ def _analysis_sections(results: dict) -> list[Section]:
     rows = []
     for name, v in a["verdicts"].items():
         checks = "; ".join(
-            f"{c['test']}: {'pass' if c['passed'] else ('n/a' if c['passed'] is None else 'fail')}"
-            f" ({c['value']:.3g} vs {c['threshold']:.3g})"
+            f"{c['statistic']}: {c['value']:.3g} vs {c['threshold']:.3g}"
+            + (f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]" if c.get("ci_low") is not None else "")
+            + f" ({'pass' if c['passed'] else 'fail'})"
             if c.get("value") is not None
-            else f"{c['test']}: n/a"
-            for c in v["checks"].values()
+            else f"{c['statistic']}: n/a"
+            for c in v.get("evidence", [])
         )
-        rows.append([name, v["label"], checks, ", ".join(v.get("seed_labels", []))])
+        rows.append([name, v["label"], v.get("reason", ""), checks, ", ".join(v.get("seed_labels") or [])])
     sections.append(
         Section(
             title="Wrapper verdicts",
             content=Table(
-                columns=["fine-tuned model", "verdict", "tests (mean vs threshold)", "per-seed verdicts"],
+                columns=[
+                    "fine-tuned model",
+                    "verdict",
+                    "why",
+                    "evidence: mean vs threshold [95% CI]",
+                    "per-seed verdicts",
+                ],
                 rows=rows,
             ),
             caption="interp.audit combines behaviour, probes, pruning and revival speed-up; thresholds: "
