@@ -305,8 +305,9 @@ def write_pcfg_report(results: dict[str, Any], path: Path) -> Path:
     )
     intro = (
         f"<p>PCFG study, preset <b>{html.escape(cfg['preset'])}</b>, seeds {cfg['seeds']}, LR labelling "
-        f"{html.escape(cfg['lr_labelling'])} (eta_PT = {cfg['pretrain_lr']:g}). Wall time "
-        f"{results['wall_seconds'] / 60:.1f} min for this invocation. Every number is a mean over seeds with a "
+        f"{html.escape(cfg['lr_labelling'])} (eta_PT = {cfg['pretrain_lr']:g}). This invocation "
+        f"took {results['wall_seconds'] / 60:.1f} min; its jobs' run times (cached ones included) sum to "
+        f"{results['job_wall_seconds'] / 60:.0f} CPU-min. Every number is a mean over seeds with a "
         "bootstrap 95% CI; bands show the min-max over seeds.</p>"
         f"<p>Protocol differences from the paper: a {cfg['preset']}-sized model and data (see results.json), "
         "counting family only at the cpu preset, far fewer steps, and O' fixed. The study's Scr.+FT control is "

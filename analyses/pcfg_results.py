@@ -197,12 +197,13 @@ def _findings(results: dict, config) -> list[dict]:
             "not revived" if i["value"] is None else f"{'>=' if i['lower_bound'] else ''}{i['value']:.1f}x"
             for i in s["per_seed"]
         )
+        fast = bool(s["min"] is not None and s["min"] >= 5)
+        if "eta_L" in name:  # the study: after eta_L the capability is truly damaged, so no fast revival
+            claim = f"damage at eta_L ({name}): reverse FT does NOT revive >= 5x faster than Scr.+FT"
+        else:
+            claim = f"fast revival ({name}): reverse FT reaches the threshold >= 5x faster than Scr.+FT"
         findings.append(
-            {
-                "claim": f"fast revival ({name}): reverse FT reaches the threshold >= 5x faster than Scr.+FT",
-                "measured": f"speed-up per seed: {measured}",
-                "holds": bool(s["min"] is not None and s["min"] >= 5),
-            }
+            {"claim": claim, "measured": f"speed-up per seed: {measured}", "holds": fast != ("eta_L" in name)}
         )
     m = results["revival"]["metrics"]
     low, med = m.get("FT(low, eta_M, C_Tr=1)"), m.get("FT(medium, eta_M, C_Tr=1)")

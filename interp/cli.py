@@ -291,6 +291,34 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     importlib.import_module(STUDIES[args.study]).main(args.study_args)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """Rebuild DIR/report.html from DIR/results.json, for whichever study wrote it."""
+    out = Path(args.dir)
+    path = out / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run `ftmech reproduce STUDY --out {out}` first")
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); rerun the study to rewrite it") from None
+    report = out / "report.html"
+    if "finetune" in results and "revival" in results:
+        from analyses.pcfg_report import write_pcfg_report
+
+        write_pcfg_report(results, report)
+    elif "attention_maps" in results:
+        from analyses.tracr_study import write_tracr_report
+
+        write_tracr_report(report, results)
+    elif "settings" in results:
+        from analyses.tinystories_study import write_study_report
+
+        write_study_report(results["settings"], report)
+    else:
+        raise ConfigError(f"{path} was not written by a known study (pcfg, tracr or tinystories)")
+    _print_json({"report": str(report)})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgParser(prog="ftmech", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
@@ -374,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_analysis.add_commands(sub)
     cli_tracr.add_commands(sub)
     cli_tinystories.add_commands(sub)
+
+    p = sub.add_parser("report", help="rebuild DIR/report.html from DIR/results.json")
+    p.add_argument("dir", help="a study directory written by ftmech reproduce")
+    p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
     p.add_argument("dir", help="checkpoint directory")

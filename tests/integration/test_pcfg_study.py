@@ -5,6 +5,7 @@ import json
 import pytest
 
 from analyses.pcfg_study import PCFGStudyConfig, main, plan_study
+from interp.cli import main as cli_main
 from interp.config import to_json
 from interp.errors import ConfigError
 from interp.reports import read_report_data
@@ -38,6 +39,8 @@ def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
     assert read_report_data(out / "report.html")["data"]["config"]["preset"] == "tiny"
     again = main(argv)
     assert {j["status"] for j in again["jobs"]} == {"cached"}
+    (out / "report.html").unlink()
+    assert cli_main(["report", str(out)]) == 0 and (out / "report.html").is_file()
 
 
 def test_plan_keys_are_content_addressed(tmp_path) -> None:
