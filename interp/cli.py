@@ -101,17 +101,10 @@ def cmd_data_pcfg(args: argparse.Namespace) -> None:
     from interp.runtime import numpy_rng
     from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec, sample
 
-    family = {
-        "count": "count",
-        "count_bigram": "count_bigram",
-        "index": "index",
-        "index_bigram": "index_bigram",
-        "token": "token",
-    }.get(args.task)
-    if family is None:
+    if args.task not in FAMILIES:
         raise ConfigError(f"unknown task '{args.task}'; use one of {', '.join(FAMILIES)}")
     config = _task_config_from_args(args)
-    spec = SampleSpec(family=family, operand=args.operand, c=args.c_tr, q=args.q)
+    spec = SampleSpec(family=args.task, operand=args.operand, c=args.c_tr, q=args.q)
     rng = numpy_rng(args.seed)
     for _ in range(args.n):
         s = sample(config, spec, rng)

@@ -312,7 +312,7 @@ def sample(
         family_token = JAILBREAK_TOKENS[int(rng.integers(len(JAILBREAK_TOKENS)))]
         operand = "a"
     else:
-        operand = spec.operand or ("" if family == "token" else _sample_operand(family, config.prior, rng))
+        operand = NULL if family == "token" else spec.operand or _sample_operand(family, config.prior, rng)
     region = config.region
     if config.region_min is not None and family.startswith("count"):
         region = int(rng.integers(config.region_min, config.region + 1))
