@@ -119,7 +119,9 @@ def test_every_subcommand_has_working_help(capsys) -> None:
     from interp.cli import build_parser
 
     paths = list(_subcommand_paths(build_parser()))
-    assert {("pretrain",), ("finetune",), ("reverse-ft",), ("probe",), ("tracr",), ("tinystories",)} <= set(paths)
+    assert {("pretrain",), ("finetune",), ("reverse-ft",), ("probe",), ("tracr",), ("tinystories",)} <= set(
+        paths
+    )
     for path in paths:
         with pytest.raises(SystemExit) as exit_info:
             main([*path, "--help"])
