@@ -33,7 +33,7 @@ PROBE_N = {"cpu": 1500, "paper": 4000, "tiny": 80}
 # scikit-learn logistic regression: a fraction of the time of the study's AdamW probe, which is
 # ProbeConfig(backend="torch"); results.json records the probe config used.
 PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
-PRUNE_KS = tuple(range(0, 16)) + (20,)
+PRUNE_KS = (0, 1, 2, 3, 4, 5, 7, 10, 15, 20)
 
 
 def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, Any]:
@@ -45,6 +45,8 @@ def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[s
         "control": str(pretrain[seed, config.control_prior]),
         "finetuned": {setting_name(s): [s[0], str(finetune[seed, s])] for s in wrapped},
         "q": config.q,
+        "n_probe": PROBE_N.get(config.preset, 1500),
+        "prune_ks": list(PRUNE_KS),
     }
 
 
@@ -78,6 +80,8 @@ def job_analysis(
     control: str,
     finetuned: dict[str, list[str]],
     q: int,
+    n_probe: int,
+    prune_ks: list[int],
 ) -> dict:
     """Probes, pruning, diffing and patching for one seed; writes ``analysis.json``."""
     sp = study_preset(preset)
@@ -91,7 +95,6 @@ def job_analysis(
     random_config = dataclasses.replace(control_info.model_config, seed=10_000 + seed)
     models["random init"] = build_model(random_config, device=device)
     n_layers = random_config.n_layers
-    n_probe = PROBE_N.get(preset, 1500)
 
     # Probes (Fig. 8): count(a) read on count-a inputs (O_PT) and count(b) on count-b inputs (O_FT).
     probe_a = task.batch(SampleSpec(family="count", operand="a"), n_probe, seed=20_000 + seed, step=0)
@@ -113,12 +116,12 @@ def job_analysis(
     pruning = {}
     for name in finetuned:
         model = models[name]
-        curve = pruning_curve(model, score_batch, prune_sets, ks=PRUNE_KS, level="neuron")
+        curve = pruning_curve(model, score_batch, prune_sets, ks=prune_ks, level="neuron")
         baseline = pruning_curve(
             model,
             score_batch,
             prune_sets[:1],
-            ks=PRUNE_KS,
+            ks=prune_ks,
             level="neuron",
             scores=random_scores(model, level="neuron", seed=seed),
         )

@@ -295,11 +295,16 @@ def _study_vs_ours(results: dict) -> Table:
     return Table(columns=["quantity", "paper", "ours (mean [95% CI] over seeds)"], rows=rows)
 
 
+def _verdict(holds: bool | None) -> str:
+    """A finding's outcome; None is inconclusive (censored by the reverse fine-tuning horizon)."""
+    return {True: "holds", False: "does not hold"}.get(holds, "inconclusive")
+
+
 def write_pcfg_report(results: dict[str, Any], path: Path) -> Path:
     cfg = results["config"]
     findings = results.get("findings", [])
     items = "".join(
-        f"<li><b>{'holds' if f['holds'] else 'does not hold'}</b>: {html.escape(f['claim'])} &mdash; "
+        f"<li><b>{_verdict(f['holds'])}</b>: {html.escape(f['claim'])} &mdash; "
         f"{html.escape(f['measured'])}</li>"
         for f in findings
     )
@@ -324,7 +329,7 @@ def write_pcfg_report(results: dict[str, Any], path: Path) -> Path:
             title="Findings",
             content=Table(
                 columns=["claim", "measured", "holds"],
-                rows=[[f["claim"], f["measured"], "yes" if f["holds"] else "no"] for f in findings],
+                rows=[[f["claim"], f["measured"], _verdict(f["holds"])] for f in findings],
             ),
             caption="The study's claims checked on our numbers (analyses/pcfg_results.py computes each).",
         ),

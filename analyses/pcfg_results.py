@@ -159,6 +159,49 @@ def _speedup_summary(items: list[dict]) -> dict:
     }
 
 
+FAST_SPEEDUP = 5.0  # "fast revival": at least this many times fewer steps than the Scr.+FT control
+
+
+def config_horizon(results: dict) -> int:
+    """The reverse fine-tuning horizon: the last evaluated step of the revival curves."""
+    return max(c["steps"][-1] for c in results["revival"]["curves"].values())
+
+
+def _speed_status(item: dict, factor: float) -> str:
+    """fast (speed-up >= factor), slow (never revived, or a measured speed-up below it), or censored (only a
+    lower bound below it is known, because the control never reached the threshold)."""
+    if item["value"] is None:
+        return "slow"
+    if item["value"] >= factor:
+        return "fast"
+    return "censored" if item["lower_bound"] else "slow"
+
+
+def _faster_than_control(item: dict) -> bool:
+    """Revived, and sooner than the control (which, when censored, had not revived by the horizon)."""
+    return item["value"] is not None and (item["value"] > 1 or (item["lower_bound"] and item["value"] >= 1))
+
+
+def _later(damaged: int | None, wrapped: int | None) -> bool | None:
+    """Whether the eta_L model reached the threshold later than the eta_M model (None: both never did)."""
+    if damaged is None:
+        return None if wrapped is None else True
+    return False if wrapped is None else damaged > wrapped
+
+
+def _steps(value: int | None, horizon: int) -> str:
+    return f">{horizon}" if value is None else str(value)
+
+
+def _three_valued(statuses: list, *, want) -> bool | None:
+    """True if every seed is ``want``; False if any seed is a definite counter-example; None (inconclusive)
+    when the remaining seeds are censored."""
+    if all(s == want for s in statuses):
+        return True
+    definite_other = [s for s in statuses if s not in (want, None, "censored")]
+    return False if definite_other else None
+
+
 def _findings(results: dict, config) -> list[dict]:
     """The study's claims checked on our numbers; each says what was measured and whether it held."""
     findings = []
@@ -189,22 +232,50 @@ def _findings(results: dict, config) -> list[dict]:
                 "holds": bool(a0 <= 0.5 * pt_a0),
             }
         )
+    steps = {n: v.get("steps_to_threshold") for n, v in results["revival"]["metrics"].items()}
     for name, vs in results["revival"]["speedups"].items():
         s = vs.get("Scr.+FT")
         if not s:
             continue
+        horizon = config_horizon(results)
         measured = ", ".join(
             "not revived" if i["value"] is None else f"{'>=' if i['lower_bound'] else ''}{i['value']:.1f}x"
             for i in s["per_seed"]
         )
-        fast = bool(s["min"] is not None and s["min"] >= 5)
+        statuses = [_speed_status(i, FAST_SPEEDUP) for i in s["per_seed"]]
+        note = f"; '>=': the control never reached the threshold in {horizon} steps (a lower bound)"
         if "eta_L" in name:  # the study: after eta_L the capability is truly damaged, so no fast revival
-            claim = f"damage at eta_L ({name}): reverse FT does NOT revive >= 5x faster than Scr.+FT"
+            claim = f"damage at eta_L ({name}): reverse FT does NOT revive >= {FAST_SPEEDUP:g}x faster than Scr.+FT"
+            holds = _three_valued(statuses, want="slow")
         else:
-            claim = f"fast revival ({name}): reverse FT reaches the threshold >= 5x faster than Scr.+FT"
-        findings.append(
-            {"claim": claim, "measured": f"speed-up per seed: {measured}", "holds": fast != ("eta_L" in name)}
-        )
+            claim = f"fast revival ({name}): reverse FT reaches the threshold >= {FAST_SPEEDUP:g}x faster than Scr.+FT"
+            holds = _three_valued(statuses, want="fast")
+        findings.append({"claim": claim, "measured": f"speed-up per seed: {measured}{note}", "holds": holds})
+        if "eta_L" not in name:
+            faster = [_faster_than_control(i) for i in s["per_seed"]]
+            findings.append(
+                {
+                    "claim": f"revival ({name}): reverse FT reaches the threshold sooner than Scr.+FT in every seed",
+                    "measured": f"speed-up per seed: {measured}{note}",
+                    "holds": all(faster),
+                }
+            )
+        if "eta_L" in name:
+            ref = next((n for n in steps if "eta_M" in n and n.startswith("FT(low")), None)
+            if ref is not None and steps[name] is not None and steps[ref] is not None:
+                damaged, wrapped = steps[name], steps[ref]
+                later = [_later(d, w) for d, w in zip(damaged, wrapped, strict=True)]
+                findings.append(
+                    {
+                        "claim": f"damage at eta_L: revival after eta_L is slower than after eta_M ({ref}) in every seed",
+                        "measured": "steps to threshold per seed, eta_L vs eta_M: "
+                        + ", ".join(
+                            f"{_steps(d, horizon)} vs {_steps(w, horizon)}"
+                            for d, w in zip(damaged, wrapped, strict=True)
+                        ),
+                        "holds": _three_valued(later, want=True),
+                    }
+                )
     m = results["revival"]["metrics"]
     low, med = m.get("FT(low, eta_M, C_Tr=1)"), m.get("FT(medium, eta_M, C_Tr=1)")
     if low and med and low.get("auc_agg") and med.get("auc_agg"):

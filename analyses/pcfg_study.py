@@ -195,8 +195,13 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
     pretrain, finetune, reverse, analysis = {}, {}, {}, {}
     keys: dict[Path, str] = {}
 
+    sp = study_preset(config.preset)
+    # The sizes behind the preset name are part of a run's identity (and recorded in its job.json), so a
+    # code change to the preset never reuses results made with the old sizes.
+    sizes = {"study_preset": to_dict(sp), "model_preset": to_dict(model_preset(sp.model))}
+
     def add(stage: str, fn: str, kwargs: dict[str, Any], deps: Sequence[Path] = ()) -> Path:
-        out = run_dir(root, stage, kwargs)
+        out = run_dir(root, stage, {**kwargs, **sizes})
         key = f"{stage}/{out.name}"
         keys[out] = key
         jobs.append(Job(key=key, fn=fn, out_dir=out, kwargs=kwargs, deps=tuple(keys[d] for d in deps)))

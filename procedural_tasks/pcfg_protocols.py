@@ -91,14 +91,14 @@ class PCFGPreset:
 
 PRESETS: dict[str, PCFGPreset] = {
     "cpu": PCFGPreset(
-        task=PCFGTaskConfig(window=48, region=32, families=("count",)),
+        task=PCFGTaskConfig(window=40, region=32, families=("count",)),
         model="cpu",
-        pretrain_steps=2000,
-        finetune_steps=400,
+        pretrain_steps=1200,
+        finetune_steps=300,
         reverse_steps=400,
         batch_size=32,
-        eval_n=400,
-        final_eval_n=2000,
+        eval_n=256,
+        final_eval_n=1000,
     ),
     "paper": PCFGPreset(
         task=PCFGTaskConfig(window=250, region=40),
