@@ -102,12 +102,15 @@ class TinyStoriesStudyConfig:
         0.05  # recovered (loss) when the feature loss <= pretrained loss x (1 + tolerance)
     )
     score_threshold_frac: float = 0.9  # recovered (score) when the score >= this x the pretrained model's
+    precision: str = "fp32"  # fp32, or bf16 autocast for GPUs (gpu_study_config)
     device: str = "auto"
 
     def __post_init__(self) -> None:
         _ = self.data  # validates setting, feature and the data sizes
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds {self.seeds} must be at least two distinct seeds, e.g. --seeds 2")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision {self.precision!r} must be fp32 or bf16")
         bad = [k for k in self.deletion_kinds if k not in DELETION_KINDS]
         if bad or not self.deletion_kinds:
             raise ConfigError(
@@ -200,6 +203,7 @@ def gpu_study_config(setting: str = "synthetic", **overrides: Any) -> TinyStorie
         "n_generations": 256,
         "max_new_tokens": 350,
         "eval_n": 512,
+        "precision": "bf16",
         "probe_steps": 2000,
         "device": "cuda",
     }
@@ -222,6 +226,7 @@ def _pretrain_train(config: TinyStoriesStudyConfig, seed: int) -> TrainConfig:
         loss="sequence",
         seed=seed,
         device=config.device,
+        precision=config.precision,
     )
 
 
@@ -240,6 +245,7 @@ def _finetune_train(
         loss="sequence",
         seed=seed,
         device=config.device,
+        precision=config.precision,
     )
 
 

@@ -58,6 +58,9 @@ class TrainConfig:
     seed: int = 0  # data and any other randomness of the run
     device: str = "auto"  # auto, cpu or cuda
     threads: int | None = 1  # torch threads per process (None: $FTMECH_THREADS or 1)
+    precision: Literal["fp32", "bf16"] = (
+        "fp32"  # bf16: autocast the forward pass (weights, optimizer stay fp32)
+    )
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"unknown optimizer '{self.optimizer}'; use adamw or sgd")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
         if self.loss not in ("answer", "sequence"):
             raise ConfigError(f"unknown loss '{self.loss}'; use answer or sequence")
         if self.schedule not in ("cosine", "constant"):
@@ -262,7 +267,8 @@ def train(
         batch = batch_fn(step)
         batch.check_vocab(model.cfg.d_vocab)
         batch = batch.to(device)
-        loss = batch_loss(model, batch, config.loss)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            loss = batch_loss(model, batch, config.loss)
         if not torch.isfinite(loss.detach()):
             if out is not None:
                 save_resume_state(out, model, optimizer, step, config, history)

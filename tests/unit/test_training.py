@@ -144,3 +144,18 @@ def test_out_of_vocabulary_tokens_are_reported() -> None:
     batch = copy_task_batch(0)
     with pytest.raises(DataError, match="out of the model's vocabulary"):
         dataclasses.replace(batch, tokens=batch.tokens + 100).check_vocab(64)
+
+
+def test_bf16_autocast_learns_with_fp32_weights_and_changes_the_numbers() -> None:
+    with pytest.raises(ConfigError, match="precision"):
+        TrainConfig(steps=1, precision="fp16")
+    eval_set = EvalSet("copy", copy_task_batch(0, n=256, seed=99))
+    fp32, bf16 = build_model(tiny_model_config()), build_model(tiny_model_config())
+    cfg = tiny_train_config(steps=150, lr=1e-2, eval_every=150)
+    train(fp32, copy_task_batch, cfg, progress=False)
+    train(bf16, copy_task_batch, dataclasses.replace(cfg, precision="bf16"), progress=False)
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    assert evaluate(bf16, eval_set).accuracy > 0.95
+    assert not all(
+        torch.equal(x, y) for x, y in zip(fp32.state_dict().values(), bf16.state_dict().values(), strict=True)
+    )
