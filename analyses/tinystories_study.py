@@ -694,6 +694,7 @@ def findings(res: dict, config: TinyStoriesStudyConfig, primary: str) -> list[di
     table = res["table1"]["rows"]
     before = res["pretrained"]["score"][primary]
     steps = [str(s) for s in config.score_steps]
+    deleted: dict[str, bool] = {}
     for row, d in res["deletion"].items():
         after = d["score_after"][primary]
         out.append(
@@ -707,6 +708,7 @@ def findings(res: dict, config: TinyStoriesStudyConfig, primary: str) -> list[di
                 "held": after["ci_high"] < before["ci_low"],
             }
         )
+        deleted[row] = out[-1]["held"]
     control_rows = table.get(CONTROL)
     for row in res["deletion"]:
         rev = res["revival"].get(row, {})
@@ -732,16 +734,31 @@ def findings(res: dict, config: TinyStoriesStudyConfig, primary: str) -> list[di
         for step in steps[1:3]:
             mine, theirs = table[row]["pooled"][step][primary], control_rows["pooled"][step][primary]
             early[step] = {"recovered": mine, "control": theirs, "higher": mine["ci_low"] > theirs["ci_high"]}
+        # A deleted model already within the loss tolerance at step 0 has nothing to recover by this measure.
+        vacuous = [p["seed"] for p in per_seed if p["steps_to_loss_threshold"] == 0]
         out.append(
             {
-                "claim": f"recovery after {row} is faster than the never-had-it control",
+                "claim": f"recovery after {row} is faster than the never-had-it control (feature loss)",
                 "criterion": (
                     "every seed reaches the pretrained model's feature loss x (1 + tolerance) in fewer recovery "
-                    "steps than the control of the same seed (a control that never reaches it counts as slower)"
+                    "steps than the control of the same seed (a control that never reaches it counts as slower); "
+                    "not measurable where the deletion left the loss within the tolerance"
                 ),
                 "per_seed": per_seed,
+                "not_measurable_seeds": vacuous,
+                "held": None if vacuous or not per_seed else all(p["faster"] for p in per_seed),
+            }
+        )
+        r10 = steps[2]
+        out.append(
+            {
+                "claim": f"after {r10} recovery steps from {row} the generation score is above the control's",
+                "criterion": (
+                    f"pooled Wilson 95% CI of the score at step {r10} lies above the never-had-it control's; "
+                    "not measurable where the deletion did not lower the score"
+                ),
                 "score_at_R/100_and_R/10": early,
-                "held": bool(per_seed) and all(p["faster"] for p in per_seed),
+                "held": early[r10]["higher"] if deleted[row] else None,
             }
         )
     probes = res["fig11"]["probe_accuracy"]
@@ -787,6 +804,11 @@ def findings(res: dict, config: TinyStoriesStudyConfig, primary: str) -> list[di
         }
     )
     return out
+
+
+def _outcome(held: bool | None) -> str:
+    """A finding's outcome as the report states it; None means the data cannot decide it."""
+    return {True: "held", False: "did not hold"}.get(held, "not measurable")
 
 
 def probe_feature_floors(plan: Plan, seeds: Sequence[int]) -> dict:
@@ -921,7 +943,7 @@ def write_study_report(summaries: dict[str, dict], path: Path) -> Path | None:
                 title=f"{name}: findings",
                 content=Table(
                     columns=("claim", "held", "criterion"),
-                    rows=tuple((f["claim"], bool(f["held"]), f["criterion"]) for f in res["findings"]),
+                    rows=tuple((f["claim"], _outcome(f["held"]), f["criterion"]) for f in res["findings"]),
                 ),
                 caption="Each claim of the study with the criterion fixed before the run; the numbers are in results.json.",
             )
