@@ -162,7 +162,7 @@ def _speedup_summary(items: list[dict]) -> dict:
 FAST_SPEEDUP = 5.0  # "fast revival": at least this many times fewer steps than the Scr.+FT control
 
 
-def config_horizon(results: dict) -> int:
+def _horizon(results: dict) -> int:
     """The reverse fine-tuning horizon: the last evaluated step of the revival curves."""
     return max(c["steps"][-1] for c in results["revival"]["curves"].values())
 
@@ -233,49 +233,52 @@ def _findings(results: dict, config) -> list[dict]:
             }
         )
     steps = {n: v.get("steps_to_threshold") for n, v in results["revival"]["metrics"].items()}
+    horizon = _horizon(results)
+    note = f"; '>=': the control never reached the threshold in {horizon} steps (a lower bound)"
     for name, vs in results["revival"]["speedups"].items():
         s = vs.get("Scr.+FT")
         if not s:
             continue
-        horizon = config_horizon(results)
-        measured = ", ".join(
+        measured = "speed-up per seed: " + ", ".join(
             "not revived" if i["value"] is None else f"{'>=' if i['lower_bound'] else ''}{i['value']:.1f}x"
             for i in s["per_seed"]
         )
         statuses = [_speed_status(i, FAST_SPEEDUP) for i in s["per_seed"]]
-        note = f"; '>=': the control never reached the threshold in {horizon} steps (a lower bound)"
-        if "eta_L" in name:  # the study: after eta_L the capability is truly damaged, so no fast revival
-            claim = f"damage at eta_L ({name}): reverse FT does NOT revive >= {FAST_SPEEDUP:g}x faster than Scr.+FT"
-            holds = _three_valued(statuses, want="slow")
-        else:
-            claim = f"fast revival ({name}): reverse FT reaches the threshold >= {FAST_SPEEDUP:g}x faster than Scr.+FT"
-            holds = _three_valued(statuses, want="fast")
-        findings.append({"claim": claim, "measured": f"speed-up per seed: {measured}{note}", "holds": holds})
         if "eta_L" not in name:
-            faster = [_faster_than_control(i) for i in s["per_seed"]]
+            findings.append(
+                {
+                    "claim": f"fast revival ({name}): reverse FT reaches the threshold >= {FAST_SPEEDUP:g}x faster than Scr.+FT",
+                    "measured": measured + note,
+                    "holds": _three_valued(statuses, want="fast"),
+                }
+            )
             findings.append(
                 {
                     "claim": f"revival ({name}): reverse FT reaches the threshold sooner than Scr.+FT in every seed",
-                    "measured": f"speed-up per seed: {measured}{note}",
-                    "holds": all(faster),
+                    "measured": measured + note,
+                    "holds": all(_faster_than_control(i) for i in s["per_seed"]),
                 }
             )
-        if "eta_L" in name:
-            ref = next((n for n in steps if "eta_M" in n and n.startswith("FT(low")), None)
-            if ref is not None and steps[name] is not None and steps[ref] is not None:
-                damaged, wrapped = steps[name], steps[ref]
-                later = [_later(d, w) for d, w in zip(damaged, wrapped, strict=True)]
-                findings.append(
-                    {
-                        "claim": f"damage at eta_L: revival after eta_L is slower than after eta_M ({ref}) in every seed",
-                        "measured": "steps to threshold per seed, eta_L vs eta_M: "
-                        + ", ".join(
-                            f"{_steps(d, horizon)} vs {_steps(w, horizon)}"
-                            for d, w in zip(damaged, wrapped, strict=True)
-                        ),
-                        "holds": _three_valued(later, want=True),
-                    }
-                )
+            continue
+        # The study: after eta_L the capability is truly damaged, so no fast revival.
+        findings.append(
+            {
+                "claim": f"damage at eta_L ({name}): reverse FT does NOT revive >= {FAST_SPEEDUP:g}x faster than Scr.+FT",
+                "measured": measured + note,
+                "holds": _three_valued(statuses, want="slow"),
+            }
+        )
+        ref = next((n for n in steps if "eta_M" in n and n.startswith("FT(low")), None)
+        if ref is not None and steps[name] is not None and steps[ref] is not None:
+            pairs = list(zip(steps[name], steps[ref], strict=True))
+            findings.append(
+                {
+                    "claim": f"damage at eta_L: revival after eta_L is slower than after eta_M ({ref}) in every seed",
+                    "measured": "steps to threshold per seed, eta_L vs eta_M: "
+                    + ", ".join(f"{_steps(d, horizon)} vs {_steps(w, horizon)}" for d, w in pairs),
+                    "holds": _three_valued([_later(d, w) for d, w in pairs], want=True),
+                }
+            )
     m = results["revival"]["metrics"]
     low, med = m.get("FT(low, eta_M, C_Tr=1)"), m.get("FT(medium, eta_M, C_Tr=1)")
     if low and med and low.get("auc_agg") and med.get("auc_agg"):

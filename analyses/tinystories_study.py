@@ -32,7 +32,7 @@ from interp.models import ModelConfig, n_params
 from interp.revival import log_spaced_steps, revival_curve, speedup
 from interp.stats import wilson_ci
 from interp.sweeps import Job, JobResult, run_dir, run_jobs
-from interp.training import TrainConfig
+from interp.training import PRECISIONS, TrainConfig
 from procedural_tasks.story_protocols import (
     StoryDataConfig,
     StoryDeletionConfig,
@@ -109,8 +109,8 @@ class TinyStoriesStudyConfig:
         _ = self.data  # validates setting, feature and the data sizes
         if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"seeds {self.seeds} must be at least two distinct seeds, e.g. --seeds 2")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision {self.precision!r} must be fp32 or bf16")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
         bad = [k for k in self.deletion_kinds if k not in DELETION_KINDS]
         if bad or not self.deletion_kinds:
             raise ConfigError(

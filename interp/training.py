@@ -33,6 +33,9 @@ RESUME_DIR = "resume"
 METRICS = "metrics.jsonl"
 
 
+PRECISIONS = ("fp32", "bf16")  # bf16: the forward pass under torch.autocast; weights and optimizer stay fp32
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Optimisation recipe; the study's defaults (AdamW, 20% warmup, cosine to max/100)."""
@@ -75,8 +78,8 @@ class TrainConfig:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"unknown optimizer '{self.optimizer}'; use adamw or sgd")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.loss not in ("answer", "sequence"):
             raise ConfigError(f"unknown loss '{self.loss}'; use answer or sequence")
         if self.schedule not in ("cosine", "constant"):
