@@ -29,7 +29,7 @@ from interp.stats import aggregate
 from procedural_tasks.pcfg_protocols import counting_eval_sets, load_pcfg_model, study_preset, write_json
 from procedural_tasks.pcfg_tasks import SampleSpec
 
-PROBE_N = {"cpu": 1500, "paper": 4000, "tiny": 80}
+PROBE_N = {"cpu": 1000, "paper": 4000, "tiny": 80}
 # scikit-learn logistic regression: a fraction of the time of the study's AdamW probe, which is
 # ProbeConfig(backend="torch"); results.json records the probe config used.
 PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
@@ -45,7 +45,7 @@ def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[s
         "control": str(pretrain[seed, config.control_prior]),
         "finetuned": {setting_name(s): [s[0], str(finetune[seed, s])] for s in wrapped},
         "q": config.q,
-        "n_probe": PROBE_N.get(config.preset, 1500),
+        "n_probe": PROBE_N.get(config.preset, 1000),
         "prune_ks": list(PRUNE_KS),
     }
 

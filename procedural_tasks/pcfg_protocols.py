@@ -63,8 +63,8 @@ class PCFGPreset:
     def train_config(
         self, stage: str, *, lr: float, seed: int = 0, device: str = "auto", steps: int | None = None
     ) -> TrainConfig:
-        """The recipe of one stage at this preset's sizes: 8 evaluations (log-spaced for reverse
-        fine-tuning, to resolve fast revival) and resumable checkpoints."""
+        """The recipe of one stage at this preset's sizes: 8 evaluations (4 for pretraining; log-spaced
+        for reverse fine-tuning, to resolve fast revival) and resumable checkpoints."""
         stage_steps = {
             "pretrain": self.pretrain_steps,
             "finetune": self.finetune_steps,
@@ -76,7 +76,7 @@ class PCFGPreset:
         schedule = (
             {"eval_steps": log_spaced_steps(n, 14)}
             if stage == "reverse" and n > 0
-            else {"eval_every": max(1, n // 8)}
+            else {"eval_every": max(1, n // (4 if stage == "pretrain" else 8))}
         )
         return TrainConfig(
             steps=n,
@@ -93,8 +93,8 @@ PRESETS: dict[str, PCFGPreset] = {
     "cpu": PCFGPreset(
         task=PCFGTaskConfig(window=40, region=32, families=("count",)),
         model="cpu",
-        pretrain_steps=1200,
-        finetune_steps=300,
+        pretrain_steps=1000,
+        finetune_steps=250,
         reverse_steps=400,
         batch_size=32,
         eval_n=256,
