@@ -295,6 +295,17 @@ def _study_vs_ours(results: dict) -> Table:
     return Table(columns=["quantity", "paper", "ours (mean [95% CI] over seeds)"], rows=rows)
 
 
+def _sizes(results: dict) -> str:
+    """The preset's stage lengths, as the intro states them (results.json holds the whole preset)."""
+    p = results.get("preset")
+    if not p:
+        return " (see results.json)"
+    return (
+        f" ({p['pretrain_steps']:,} pretraining, {p['finetune_steps']:,} fine-tuning and {p['reverse_steps']:,} "
+        f"reverse fine-tuning steps of {p['batch_size']} sequences; a {p['task']['window']}-token window)"
+    )
+
+
 def _verdict(holds: bool | None) -> str:
     """A finding's outcome; None is inconclusive (censored by the reverse fine-tuning horizon)."""
     return {True: "holds", False: "does not hold"}.get(holds, "inconclusive")
@@ -314,7 +325,7 @@ def write_pcfg_report(results: dict[str, Any], path: Path) -> Path:
         f"took {results['wall_seconds'] / 60:.1f} min; its jobs' run times (cached ones included) sum to "
         f"{results['job_wall_seconds'] / 60:.0f} CPU-min. Every number is a mean over seeds with a "
         "bootstrap 95% CI; bands show the min-max over seeds.</p>"
-        f"<p>Protocol differences from the paper: a {cfg['preset']}-sized model and data (see results.json), "
+        f"<p>Protocol differences from the paper: a {cfg['preset']}-sized model and data{_sizes(results)}, "
         "counting family only at the cpu preset, far fewer steps, and O' fixed. The study's Scr.+FT control is "
         f"pretrained with prior '{html.escape(cfg['control_prior'])}'.</p><ul>{items}</ul>"
     )

@@ -13,7 +13,7 @@ from interp.config import to_dict
 from interp.revival import geometric_mean, revival_curve, speedup
 from interp.stats import aggregate
 from interp.sweeps import JobResult
-from procedural_tasks.pcfg_protocols import lr_for_level
+from procedural_tasks.pcfg_protocols import lr_for_level, study_preset
 from procedural_tasks.pcfg_tasks import PRIORS
 
 EVAL_SETS = ("count_a@cte0", "count_a@cte1", "count_b@cte0", "count_b@cte1")
@@ -296,6 +296,7 @@ def collect_results(config, plan, job_results: list[JobResult], *, wall_seconds:
     """Everything the report shows, as JSON-native data."""
     results: dict[str, Any] = {
         "config": to_dict(config),
+        "preset": to_dict(study_preset(config.preset)),
         "wall_seconds": wall_seconds,
         "jobs": [
             {"key": r.key, "status": r.status, "wall_s": r.wall_s, "error": r.error} for r in job_results
