@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from analyses.paper_numbers import PCFG_HEADLINES, PCFG_PRETRAINED_COUNT_B, PCFG_TABLE5
-from interp.reports import Section, Table, bar_figure, curves_figure, write_report
+from interp.figures import bar_figure, curves_figure
+from interp.reports import Section, Table, write_report
 
 EVAL_LABELS = {
     "count_a@cte0": "O_PT (count a), C_Te=0",

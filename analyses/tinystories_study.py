@@ -840,7 +840,8 @@ def probe_feature_floors(plan: Plan, seeds: Sequence[int]) -> dict:
 
 def write_study_report(summaries: dict[str, dict], path: Path) -> Path | None:
     """report.html of one or more settings with interp.reports (None if a setting is incomplete)."""
-    from interp.reports import Section, Table, bar_figure, curves_figure, write_report
+    from interp.figures import bar_figure, curves_figure
+    from interp.reports import Section, Table, write_report
 
     sections = []
     for name, res in summaries.items():

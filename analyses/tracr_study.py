@@ -833,7 +833,8 @@ def _table3_table(table: list[dict]) -> Any:
 
 def write_tracr_report(path: Path, summary: dict[str, Any]) -> Path:
     """report.html: Table 3 beside the paper, findings, accuracy curves, attention maps, pruning, revival."""
-    from interp.reports import Section, Table, curves_figure, heatmap_grid_figure, write_report
+    from interp.figures import curves_figure, heatmap_grid_figure
+    from interp.reports import Section, Table, write_report
 
     sections = [
         Section(

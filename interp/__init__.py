@@ -11,10 +11,11 @@ from interp.batches import Batch, EvalSet
 from interp.checkpoints import load_checkpoint, save_checkpoint
 from interp.diffing import kl_by_position, weight_diff
 from interp.evaluation import evaluate
+from interp.masks import learn_mask
 from interp.models import ModelConfig, build_model
 from interp.patching import patch_across_models
 from interp.probing import ProbeConfig, probe_layers, train_probe
-from interp.pruning import learn_mask, prune_by_saliency
+from interp.pruning import prune_by_saliency
 from interp.reports import write_report
 from interp.revival import revival_curve
 from interp.training import TrainConfig, train

@@ -11,16 +11,9 @@ import shutil
 import numpy as np
 import pytest
 
-from interp.reports import (
-    Section,
-    Table,
-    bar_figure,
-    check_report_renders,
-    curves_figure,
-    find_chromium,
-    heatmap_grid_figure,
-    write_report,
-)
+from interp.figures import bar_figure, curves_figure, heatmap_grid_figure
+from interp.render_check import check_report_renders, find_chromium
+from interp.reports import Section, Table, write_report
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None, reason="no chromium binary on PATH (apt-get install chromium)"

@@ -10,10 +10,9 @@ from interp.batches import Batch, EvalSet
 from interp.config import from_json, to_json
 from interp.errors import ConfigError
 from interp.evaluation import evaluate, predict
+from interp.masks import MaskConfig, learn_mask
 from interp.models import build_model
 from interp.pruning import (
-    MaskConfig,
-    learn_mask,
     magnitude_scores,
     prune_by_saliency,
     prune_units,

@@ -8,16 +8,8 @@ import plotly.offline
 import pytest
 
 from interp.errors import ConfigError, DataError
-from interp.reports import (
-    Section,
-    Table,
-    bar_figure,
-    curves_figure,
-    heatmap_figure,
-    heatmap_grid_figure,
-    read_report_data,
-    write_report,
-)
+from interp.figures import bar_figure, curves_figure, heatmap_figure, heatmap_grid_figure
+from interp.reports import Section, Table, read_report_data, write_report
 
 STEPS = [0, 10, 20, 40]
 SEEDS = [[0.1, 0.4, 0.7, 0.9], [0.2, 0.5, 0.6, 1.0], [0.0, 0.3, 0.8, 0.8]]
