@@ -12,11 +12,13 @@ import json
 import types
 import typing
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from interp.errors import ConfigError
 
 C = TypeVar("C")
+T = TypeVar("T")
 FTMECH_VERSION = "0.1.0"  # recorded beside every result
 
 
@@ -114,3 +116,11 @@ def config_hash(config: Any, *, length: int = 12) -> str:
     """Stable content hash of a config: equal configs give equal run-directory keys."""
     text = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def lookup(table: Mapping[str, T], name: str, what: str) -> T:
+    """``table[name]``, or a ``ConfigError`` that names ``what`` and the valid choices (presets, studies,
+    labellings: every named choice of a command is resolved here)."""
+    if name not in table:
+        raise ConfigError(f"unknown {what} '{name}'; use one of {', '.join(table)}")
+    return table[name]
