@@ -11,8 +11,8 @@ import hashlib
 import json
 import types
 import typing
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from interp.errors import ConfigError
