@@ -6,7 +6,6 @@ lets any later stage rebuild the task and its vocabulary.
 """
 
 import dataclasses
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,36 +13,19 @@ from typing import Any
 
 import torch
 
-from interp.atomic_files import atomic_write_text
 from interp.batches import Batch, EvalSet, concat_batches
 from interp.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
 from interp.config import from_dict, to_dict
 from interp.errors import CheckpointError, ConfigError
 from interp.evaluation import evaluate
+from interp.jsonio import write_json
+from interp.lr_levels import LEVELS
 from interp.models import ModelConfig, build_model
 from interp.revival import RevivalCurve, log_spaced_steps, revival_curve
 from interp.training import RESUME_DIR, TrainConfig, TrainResult, train
 from procedural_tasks.pcfg_tasks import JAILBREAK_TOKENS, PCFGTask, PCFGTaskConfig, SampleSpec
 
 TASK_NAME = "pcfg"
-LR_LEVELS = ("L", "M", "S", "VS")
-# The study labels fine-tuning LRs two ways (protocol §3.4): the main text sets eta_M = eta_PT/10 and
-# eta_S = eta_PT/100, App. C.2 one decade lower. Each labelling maps a level to eta_PT / divisor.
-LR_LABELLINGS: dict[str, dict[str, float]] = {
-    "main_text": {"L": 1.0, "M": 10.0, "S": 100.0, "VS": 1000.0},
-    "appendix": {"L": 10.0, "M": 100.0, "S": 1000.0, "VS": 10000.0},
-}
-
-
-def lr_for_level(level: str, pretrain_lr: float, labelling: str = "main_text") -> float:
-    """The fine-tuning LR that ``labelling`` calls eta_``level`` for a given pretraining LR."""
-    if labelling not in LR_LABELLINGS:
-        raise ConfigError(f"unknown LR labelling '{labelling}'; use one of {', '.join(LR_LABELLINGS)}")
-    if level not in LR_LEVELS:
-        raise ConfigError(f"unknown LR level '{level}'; use one of {', '.join(LR_LEVELS)}")
-    return pretrain_lr / LR_LABELLINGS[labelling][level]
-
-
 # --- study presets ---------------------------------------------------------------------------------
 
 
@@ -168,8 +150,8 @@ class FinetuneConfig:
         for op in (self.operand_pt, self.operand_ft):
             if op not in ("a", "b", "c"):
                 raise ConfigError(f"operand '{op}' must be a terminal: a, b or c")
-        if self.lr_level is not None and self.lr_level not in LR_LEVELS:
-            raise ConfigError(f"unknown lr_level '{self.lr_level}'; use one of {', '.join(LR_LEVELS)}")
+        if self.lr_level is not None and self.lr_level not in LEVELS:
+            raise ConfigError(f"unknown lr_level '{self.lr_level}'; use one of {', '.join(LEVELS)}")
 
 
 def pretrain_spec() -> SampleSpec:
@@ -362,8 +344,8 @@ class ReverseFTConfig:
     def __post_init__(self) -> None:
         if not 0 < self.threshold_frac <= 1:
             raise ConfigError(f"threshold_frac must be in (0, 1], got {self.threshold_frac}")
-        if self.lr_level is not None and self.lr_level not in LR_LEVELS:
-            raise ConfigError(f"unknown lr_level '{self.lr_level}'; use one of {', '.join(LR_LEVELS)}")
+        if self.lr_level is not None and self.lr_level not in LEVELS:
+            raise ConfigError(f"unknown lr_level '{self.lr_level}'; use one of {', '.join(LEVELS)}")
 
 
 def run_reverse_ft(
@@ -422,7 +404,3 @@ def evaluate_checkpoint(
     model, _, task = load_pcfg_model(ckpt_dir, device=device)
     name = f"{spec.family}_{spec.operand}@c{spec.c}"
     return evaluate(model, task.eval_set(name, spec, n, seed)).to_json()
-
-
-def write_json(path: str | Path, payload: Any) -> None:
-    atomic_write_text(Path(path), json.dumps(payload, indent=2, sort_keys=True, default=str))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from interp.cli import main
+from analyses.cli import main
 
 
 def test_data_pcfg_prints_json_lines(capsys) -> None:
@@ -96,7 +96,7 @@ def test_pretrain_then_evaluate(tmp_path, capsys) -> None:
 def test_console_script_runs_in_a_subprocess() -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "interp.cli", "data", "pcfg", "--n", "1"],
+        [sys.executable, "-m", "analyses.cli", "data", "pcfg", "--n", "1"],
         capture_output=True,
         text=True,
         env=env,
@@ -116,7 +116,7 @@ def _subcommand_paths(parser, prefix=()):
 
 
 def test_every_subcommand_has_working_help(capsys) -> None:
-    from interp.cli import build_parser
+    from analyses.cli import build_parser
 
     paths = list(_subcommand_paths(build_parser()))
     assert {("pretrain",), ("finetune",), ("reverse-ft",), ("probe",), ("tracr",), ("tinystories",)} <= set(

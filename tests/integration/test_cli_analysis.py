@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from interp.cli import main
+from analyses.cli import main
 
 
 @pytest.fixture(scope="module")

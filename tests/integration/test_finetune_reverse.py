@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from interp.cli import main
+from analyses.cli import main
 from interp.errors import ConfigError
-from procedural_tasks.pcfg_protocols import LR_LABELLINGS, lr_for_level
+from interp.lr_levels import LABELLINGS as LR_LABELLINGS
+from interp.lr_levels import lr_for_level
 
 
 def test_lr_levels_under_both_labellings() -> None:

@@ -4,8 +4,10 @@ import json
 
 import pytest
 
-from analyses.pcfg_study import PCFGStudyConfig, main, plan_study
-from interp.cli import main as cli_main
+from analyses.cli import main as cli_main
+from analyses.pcfg.cli import main
+from analyses.pcfg.config import PCFGStudyConfig
+from analyses.pcfg.jobs import plan_study
 from interp.config import to_json
 from interp.errors import ConfigError
 from interp.reports import read_report_data

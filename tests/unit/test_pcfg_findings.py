@@ -1,6 +1,6 @@
 """The revival findings of the PCFG study are three-valued: censoring by the horizon is inconclusive."""
 
-from analyses.pcfg_results import _faster_than_control, _later, _speed_status, _three_valued
+from analyses.pcfg.findings import _faster_than_control, _later, _speed_status, _three_valued
 
 
 def seed(value, lower_bound=False):

@@ -1,32 +1,38 @@
-"""The ``ftmech`` command line: one subcommand per stage or analysis.
+"""The PCFG study on the command line: ``ftmech reproduce pcfg`` and the stages one at a time
+(``ftmech data pcfg``, ``pretrain``, ``finetune``, ``reverse-ft``, ``evaluate``).
 
-Flags are config field names in kebab case. Library errors (``FtmechError``) print one line,
-``ftmech: error: ...``, and exit with code 2; anything else is a bug and keeps its traceback.
-Task packages are imported inside the handlers, so ``interp`` itself never depends on them.
+Flags are config field names in kebab case; library errors are ``FtmechError``s, which ``ftmech`` prints as
+one line with exit code 2.
 """
 
 import argparse
 import dataclasses
 import json
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from interp.errors import ConfigError, FtmechError
-
-Handler = Callable[[argparse.Namespace], int | None]
-
-
-class ArgParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are ConfigErrors (one line, exit 2)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
-
-
-def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+from analyses.pcfg.config import PCFGStudyConfig
+from analyses.pcfg.jobs import run_study
+from interp.arguments import ArgParser
+from interp.config import load_config
+from interp.errors import ConfigError
+from interp.jsonio import print_json, write_json
+from interp.lr_levels import checkpoint_pretrain_lr, lr_for_level
+from interp.models import preset as model_preset
+from interp.runtime import numpy_rng
+from procedural_tasks.pcfg import sample_string, to_text
+from procedural_tasks.pcfg_protocols import (
+    FinetuneConfig,
+    PretrainConfig,
+    ReverseFTConfig,
+    evaluate_checkpoint,
+    run_finetune,
+    run_pretrain,
+    run_reverse_ft,
+    study_preset,
+)
+from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec, parse_prior, sample
 
 
 def _common_train_flags(p: argparse.ArgumentParser) -> None:
@@ -65,8 +71,6 @@ def _train_changes(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _task_config_from_args(args: argparse.Namespace):
-    from procedural_tasks.pcfg_protocols import study_preset
-    from procedural_tasks.pcfg_tasks import parse_prior
 
     task = study_preset(args.preset).task
     changes: dict[str, Any] = {}
@@ -98,8 +102,6 @@ def _task_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_data_pcfg(args: argparse.Namespace) -> None:
-    from interp.runtime import numpy_rng
-    from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec, sample
 
     if args.task not in FAMILIES:
         raise ConfigError(f"unknown task '{args.task}'; use one of {', '.join(FAMILIES)}")
@@ -124,8 +126,6 @@ def cmd_data_pcfg(args: argparse.Namespace) -> None:
 
 
 def cmd_data_strings(args: argparse.Namespace) -> None:
-    from interp.runtime import numpy_rng
-    from procedural_tasks.pcfg import sample_string, to_text
 
     rng = numpy_rng(args.seed)
     for _ in range(args.n):
@@ -136,13 +136,8 @@ def cmd_data_strings(args: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from interp.models import preset as model_preset
-    from procedural_tasks.pcfg_protocols import PretrainConfig, run_pretrain, study_preset, write_json
-
     sp = study_preset(args.preset)
     if args.config:
-        from interp.config import load_config
-
         config = load_config(PretrainConfig, args.config)
     else:
         train = sp.train_config("pretrain", lr=1e-3, steps=args.steps)
@@ -164,7 +159,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         "final_eval": result.history[-1]["eval"],
     }
     write_json(Path(args.out) / "summary.json", summary)
-    _print_json(
+    print_json(
         {
             k: (v if k != "final_eval" else {n: e["accuracy"] for n, e in v.items()})
             for k, v in summary.items()
@@ -172,30 +167,15 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     )
 
 
-def _pretrain_lr(base_dir: str) -> float:
-    """The peak LR a checkpoint was pretrained with (the reference for eta levels)."""
-    from interp.checkpoints import read_checkpoint_info
-
-    meta = read_checkpoint_info(base_dir).metadata
-    if meta.get("stage") == "pretrain":
-        return float(meta["stage_config"]["train"]["lr"])
-    if "base" in meta:
-        return _pretrain_lr(meta["base"])
-    raise ConfigError(f"{base_dir} records no pretraining LR; pass --lr instead of --lr-level")
-
-
 def _stage_lr(args: argparse.Namespace, base_dir: str) -> float:
-    from procedural_tasks.pcfg_protocols import lr_for_level
-
     if args.lr is not None:
         if args.lr_level is not None:
             raise ConfigError("give either --lr or --lr-level, not both")
         return args.lr
-    return lr_for_level(args.lr_level or "M", _pretrain_lr(base_dir), args.lr_labelling)
+    return lr_for_level(args.lr_level or "M", checkpoint_pretrain_lr(base_dir), args.lr_labelling)
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from procedural_tasks.pcfg_protocols import FinetuneConfig, run_finetune, study_preset, write_json
 
     sp = study_preset(args.preset)
     lr = _stage_lr(args, args.base)
@@ -219,11 +199,10 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         Path(args.out) / "summary.json",
         {"lr": lr, "final_accuracy": final, "wall_seconds": result.wall_seconds},
     )
-    _print_json({"out": args.out, "lr": lr, "final_accuracy": final})
+    print_json({"out": args.out, "lr": lr, "final_accuracy": final})
 
 
 def cmd_reverse_ft(args: argparse.Namespace) -> None:
-    from procedural_tasks.pcfg_protocols import ReverseFTConfig, run_reverse_ft, study_preset
 
     sp = study_preset(args.preset)
     lr = _stage_lr(args, args.start)
@@ -245,12 +224,10 @@ def cmd_reverse_ft(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
         resume=args.resume,
     )
-    _print_json(curve.to_json())
+    print_json(curve.to_json())
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from procedural_tasks.pcfg_protocols import evaluate_checkpoint
-    from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec
 
     if args.task not in FAMILIES:
         raise ConfigError(f"unknown task '{args.task}'; use one of {', '.join(FAMILIES)}")
@@ -266,56 +243,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if args.c_te
         else SampleSpec(family=args.task, operand=args.operand)
     )
-    _print_json(evaluate_checkpoint(args.dir, spec, args.n, seed=args.seed, device=args.device))
+    print_json(evaluate_checkpoint(args.dir, spec, args.n, seed=args.seed, device=args.device))
 
 
-STUDIES = {
-    "pcfg": "analyses.pcfg_study",
-    "tracr": "analyses.tracr_study",
-    "tinystories": "analyses.tinystories_study",
-}
-
-
-def cmd_reproduce(args: argparse.Namespace) -> None:
-    import importlib
-
-    if args.study not in STUDIES:
-        raise ConfigError(f"unknown study '{args.study}'; use one of {', '.join(STUDIES)}")
-    importlib.import_module(STUDIES[args.study]).main(args.study_args)
-
-
-def cmd_report(args: argparse.Namespace) -> None:
-    """Rebuild DIR/report.html from DIR/results.json, for whichever study wrote it."""
-    out = Path(args.dir)
-    path = out / "results.json"
-    if not path.is_file():
-        raise ConfigError(f"{path} does not exist; run `ftmech reproduce STUDY --out {out}` first")
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc}); rerun the study to rewrite it") from None
-    report = out / "report.html"
-    if "finetune" in results and "revival" in results:
-        from analyses.pcfg_report import write_pcfg_report
-
-        write_pcfg_report(results, report)
-    elif "attention_maps" in results:
-        from analyses.tracr_study import write_tracr_report
-
-        write_tracr_report(report, results)
-    elif "settings" in results:
-        from analyses.tinystories_study import write_study_report
-
-        write_study_report(results["settings"], report)
-    else:
-        raise ConfigError(f"{path} was not written by a known study (pcfg, tracr or tinystories)")
-    _print_json({"report": str(report)})
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgParser(prog="ftmech", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
-
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``ftmech data pcfg|pcfg-strings``, ``pretrain``, ``finetune``, ``reverse-ft`` and ``evaluate``."""
     data = sub.add_parser("data", help="print task data as JSON lines")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=ArgParser)
     p = data_sub.add_parser("pcfg", help="PCFG task samples, one JSON object per line")
@@ -383,23 +315,6 @@ def build_parser() -> argparse.ArgumentParser:
     _common_train_flags(p)
     p.set_defaults(handler=cmd_reverse_ft)
 
-    p = sub.add_parser("reproduce", help="run a whole study end to end and write results.json + report.html")
-    p.add_argument("study", help="pcfg (the default job), tracr or tinystories")
-    p.add_argument(
-        "study_args", nargs=argparse.REMAINDER, help="the study's own flags (ftmech reproduce pcfg --help)"
-    )
-    p.set_defaults(handler=cmd_reproduce)
-
-    from interp import cli_analysis, cli_tinystories, cli_tracr
-
-    cli_analysis.add_commands(sub)
-    cli_tracr.add_commands(sub)
-    cli_tinystories.add_commands(sub)
-
-    p = sub.add_parser("report", help="rebuild DIR/report.html from DIR/results.json")
-    p.add_argument("dir", help="a study directory written by ftmech reproduce")
-    p.set_defaults(handler=cmd_report)
-
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
     p.add_argument("dir", help="checkpoint directory")
     p.add_argument("--task", default="count")
@@ -411,23 +326,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=cmd_evaluate)
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``ftmech``; returns the exit code (2 for user errors)."""
-    try:
-        args = build_parser().parse_args(argv)
-        return int(args.handler(args) or 0)
-    except FtmechError as exc:
-        print(f"ftmech: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            "ftmech: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
+# --- the whole study -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgParser(prog="ftmech reproduce pcfg", description="Reproduce the PCFG study end to end.")
+    p.add_argument("--preset", help="cpu (the default), paper or tiny")
+    p.add_argument("--seeds", type=int, help="number of seeds, run as 0..N-1 (default 3)")
+    p.add_argument("--out", default="runs/pcfg", help="study directory (re-runs reuse finished jobs)")
+    p.add_argument("--workers", type=int, default=2, help="parallel worker processes (one torch thread each)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    p.add_argument("--device", help="auto (the default), cpu or cuda")
+    p.add_argument("--config", help="a PCFGStudyConfig JSON/YAML file; --preset/--seeds/--device override it")
+    p.add_argument("--no-analysis", action="store_true", help="skip probes, pruning, diffing and the audit")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    config = load_config(PCFGStudyConfig, args.config) if args.config else PCFGStudyConfig()
+    overrides = {
+        "preset": args.preset,
+        "device": args.device,
+        "seeds": args.seeds and tuple(range(args.seeds)),
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.no_analysis:
+        overrides["analyse"] = False
+    config = dataclasses.replace(config, **overrides)
+    summary = run_study(
+        config, Path(args.out), workers=args.workers, executor=args.executor, progress=not args.no_progress
+    )
+    print(
+        json.dumps(
+            {
+                "results": str(Path(args.out) / "results.json"),
+                "report": str(Path(args.out) / "report.html"),
+                "wall_seconds": round(summary["wall_seconds"], 1),
+            }
         )
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    )
+    return summary

@@ -1,98 +1,41 @@
-"""The PCFG study end to end: pretraining, the fine-tuning grid, reverse fine-tuning with controls,
-mechanistic analyses, the wrapper audit, ``results.json`` and ``report.html``.
-
-Every stage is a job of ``interp.sweeps`` whose directory is keyed by a hash of its arguments, so a
-re-run (after an interruption or with more seeds) redoes only what is missing. Jobs are
-deterministic functions of their arguments: the local process pool and Ray give the same files.
+"""The PCFG study's jobs and plan: pretraining, the fine-tuning grid, reverse fine-tuning with controls and the
+per-seed analyses, each a job of ``interp.sweeps`` in a directory keyed by a hash of its arguments, so a re-run
+(after an interruption or with more seeds) redoes only what is missing. Jobs are deterministic functions of
+their JSON-native arguments: the local process pool and Ray give the same files.
 """
 
-import argparse
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analyses.pcfg.analysis import analysis_kwargs
+from analyses.pcfg.config import FinetuneSetting, PCFGStudyConfig, setting_name
+from analyses.pcfg.report import write_study_report
+from analyses.pcfg.results import collect_results
 from interp.checkpoints import read_checkpoint_info
-from interp.cli import ArgParser
-from interp.config import load_config, to_dict
+from interp.config import to_dict
 from interp.errors import ConfigError
 from interp.evaluation import evaluate
+from interp.jsonio import write_json
+from interp.lr_levels import LEVELS, lr_for_level
 from interp.models import preset as model_preset
 from interp.sweeps import Job, run_dir, run_jobs
 from interp.training import RESUME_DIR
 from procedural_tasks.pcfg_protocols import (
-    LR_LABELLINGS,
-    LR_LEVELS,
     FinetuneConfig,
     PretrainConfig,
     ReverseFTConfig,
     counting_eval_sets,
     load_pcfg_model,
-    lr_for_level,
     run_finetune,
     run_pretrain,
     run_reverse_ft,
     study_preset,
-    write_json,
 )
-from procedural_tasks.pcfg_tasks import PRIORS, parse_prior
-
-FinetuneSetting = tuple[str, str, float]  # (prior name, lr level, c_tr)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PCFGStudyConfig:
-    """What the PCFG study runs. Sizes come from the preset; lists name the grid."""
-
-    preset: str = "cpu"  # cpu (2-core CPU, minutes), paper (the study's sizes, GPU) or tiny (tests)
-    seeds: tuple[int, ...] = (0, 1, 2)  # every model is trained once per seed
-    priors: tuple[str, ...] = ("low", "medium")  # pretraining operand priors (names in PRIORS)
-    control_prior: str = "only_b"  # Scr.+FT control: pretrained never asked to count a
-    finetune_grid: tuple[FinetuneSetting, ...] = (
-        ("low", "L", 1.0),
-        ("low", "M", 0.0),
-        ("low", "M", 1.0),
-        ("low", "S", 1.0),
-        ("medium", "M", 1.0),
-    )
-    reverse_from: tuple[FinetuneSetting, ...] = (("low", "M", 1.0), ("medium", "M", 1.0), ("low", "L", 1.0))
-    reverse_lr_level: str = "S"  # reverse fine-tuning LR (smaller than the fine-tuning one)
-    lr_labelling: str = "main_text"  # which of the study's eta labellings the levels use
-    pretrain_lr: float = 1e-3  # eta_PT; the eta levels are fractions of it
-    q: int = 1  # planted offset count(b) - count(a)
-    threshold_frac: float = 0.9  # revived at this fraction of the pretrained model's O_PT accuracy
-    analyse: bool = True  # run probes, pruning, diffing, patching and the audit
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        study_preset(self.preset)
-        if not self.seeds:
-            raise ConfigError("seeds is empty; give at least one, e.g. --seeds 3")
-        for prior in (*self.priors, self.control_prior):
-            if prior not in PRIORS:
-                raise ConfigError(f"unknown prior '{prior}'; use one of {', '.join(PRIORS)}")
-        for prior, level, c_tr in (*self.finetune_grid, *self.reverse_from):
-            if prior not in self.priors:
-                raise ConfigError(
-                    f"fine-tuning setting uses prior '{prior}' which is not in priors {self.priors}"
-                )
-            if level not in LR_LEVELS:
-                raise ConfigError(f"unknown lr level '{level}'; use one of {', '.join(LR_LEVELS)}")
-            if not 0 <= c_tr <= 1:
-                raise ConfigError(f"c_tr must be in [0, 1], got {c_tr}")
-        for setting in self.reverse_from:
-            if setting not in self.finetune_grid:
-                raise ConfigError(f"reverse_from {setting} is not in finetune_grid; add it there too")
-        if self.reverse_lr_level not in LR_LEVELS:
-            raise ConfigError(f"unknown reverse_lr_level '{self.reverse_lr_level}'")
-        if self.lr_labelling not in LR_LABELLINGS:
-            raise ConfigError(f"unknown lr_labelling '{self.lr_labelling}'; use {', '.join(LR_LABELLINGS)}")
-
-
-# --- jobs: top-level functions of JSON-native arguments, run in worker processes ------------------
+from procedural_tasks.pcfg_tasks import parse_prior
 
 
 def _resume(out_dir: Path) -> bool:
@@ -169,9 +112,6 @@ def job_reverse(
     return {"steps_to_threshold": curve.steps_to_threshold, "auc": curve.auc}
 
 
-# --- the plan --------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Plan:
     """The study's jobs and, for aggregation, which job directory holds which run."""
@@ -181,12 +121,6 @@ class Plan:
     finetune: dict[tuple[int, FinetuneSetting], Path]
     reverse: dict[tuple[int, str], Path]  # (seed, setting_name or control name) -> dir
     analysis: dict[int, Path]
-
-
-def setting_name(setting: FinetuneSetting) -> str:
-    """A readable name for a fine-tuned model, e.g. ``FT(low, eta_M, C_Tr=1)``."""
-    prior, level, c_tr = setting
-    return f"FT({prior}, eta_{level}, C_Tr={c_tr:g})"
 
 
 def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
@@ -207,7 +141,7 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
         jobs.append(Job(key=key, fn=fn, out_dir=out, kwargs=kwargs, deps=tuple(keys[d] for d in deps)))
         return out
 
-    ft_lr = {lvl: lr_for_level(lvl, config.pretrain_lr, config.lr_labelling) for lvl in LR_LEVELS}
+    ft_lr = {lvl: lr_for_level(lvl, config.pretrain_lr, config.lr_labelling) for lvl in LEVELS}
     common = {"preset": config.preset, "device": config.device}
     for seed in config.seeds:
         for prior in (*config.priors, config.control_prior):
@@ -260,27 +194,19 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
                 [control, ref],
             )
         if config.analyse:
-            from analyses.pcfg_analysis import analysis_kwargs
-
             kwargs = analysis_kwargs(config, seed, pretrain, finetune)
             deps = [pretrain[seed, p] for p in (*config.priors, config.control_prior)]
             deps += [finetune[seed, s] for s in config.finetune_grid]
             analysis[seed] = add(
-                "analysis", "analyses.pcfg_analysis:job_analysis", {**common, **kwargs}, deps
+                "analysis", "analyses.pcfg.analysis:job_analysis", {**common, **kwargs}, deps
             )
     return Plan(jobs, pretrain, finetune, reverse, analysis)
-
-
-# --- entry point -----------------------------------------------------------------------------------
 
 
 def run_study(
     config: PCFGStudyConfig, out: Path, *, workers: int = 2, executor: str = "local", progress: bool = True
 ) -> dict:
     """Run (or finish) the study in ``out``; write results.json and report.html; return the results."""
-    from analyses.pcfg_report import write_pcfg_report
-    from analyses.pcfg_results import collect_results
-
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "study_config.json", to_dict(config))
     plan = plan_study(config, out / "runs")
@@ -289,51 +215,10 @@ def run_study(
     failed = [r for r in results if r.status == "failed"]
     summary = collect_results(config, plan, results, wall_seconds=time.time() - t0)
     write_json(out / "results.json", summary)
-    write_pcfg_report(summary, out / "report.html")
+    write_study_report(summary, out / "report.html")
     if failed:
         first = failed[0]
         raise ConfigError(
             f"{len(failed)} job(s) failed, e.g. {first.key}: {first.error}; see {first.out_dir}"
         )
-    return summary
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = ArgParser(prog="ftmech reproduce pcfg", description="Reproduce the PCFG study end to end.")
-    p.add_argument("--preset", help="cpu (the default), paper or tiny")
-    p.add_argument("--seeds", type=int, help="number of seeds, run as 0..N-1 (default 3)")
-    p.add_argument("--out", default="runs/pcfg", help="study directory (re-runs reuse finished jobs)")
-    p.add_argument("--workers", type=int, default=2, help="parallel worker processes (one torch thread each)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
-    p.add_argument("--device", help="auto (the default), cpu or cuda")
-    p.add_argument("--config", help="a PCFGStudyConfig JSON/YAML file; --preset/--seeds/--device override it")
-    p.add_argument("--no-analysis", action="store_true", help="skip probes, pruning, diffing and the audit")
-    p.add_argument("--no-progress", action="store_true")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
-    config = load_config(PCFGStudyConfig, args.config) if args.config else PCFGStudyConfig()
-    overrides = {
-        "preset": args.preset,
-        "device": args.device,
-        "seeds": args.seeds and tuple(range(args.seeds)),
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.no_analysis:
-        overrides["analyse"] = False
-    config = dataclasses.replace(config, **overrides)
-    summary = run_study(
-        config, Path(args.out), workers=args.workers, executor=args.executor, progress=not args.no_progress
-    )
-    print(
-        json.dumps(
-            {
-                "results": str(Path(args.out) / "results.json"),
-                "report": str(Path(args.out) / "report.html"),
-                "wall_seconds": round(summary["wall_seconds"], 1),
-            }
-        )
-    )
     return summary

@@ -1,20 +1,32 @@
 """``ftmech probe | prune | diff | patch | audit``: the analysis library on PCFG checkpoints.
 
-``interp/cli.py`` calls ``add_commands(subparsers)``. Handlers import ``procedural_tasks`` lazily to
-load checkpoints (``load_pcfg_model``) and build the counting evaluation sets (``count_a@cte0`` ...);
-the library modules they call never see a PCFG object. With ``--out``, each command writes
+``analyses/cli.py`` calls ``add_commands(subparsers)``. Handlers load checkpoints (``load_pcfg_model``) and
+build the counting evaluation sets (``count_a@cte0`` ...); the library modules they call never see a PCFG
+object. With ``--out``, each command writes
 ``config.json`` (its arguments and versions), ``summary.json`` (the full result) and ``report.html``
 (a self-contained Plotly figure); it always prints a short JSON summary. Errors are ``FtmechError``s.
 """
 
 import argparse
 import dataclasses
-import json
 import re
 from pathlib import Path
-from typing import Any
 
+from interp import hooks
+from interp.activations import check_position
+from interp.audit import AuditThresholds, audit, collect_evidence
+from interp.checkpoints import provenance
+from interp.diffing import attention_diff, key_mask, kl_by_position, weight_diff
 from interp.errors import ConfigError
+from interp.figures import bar_figure, curves_figure
+from interp.jsonio import print_json, write_json
+from interp.models import build_model
+from interp.patching import answer_accuracy, answer_logprob, patch_across_models
+from interp.probing import ProbeConfig, compare_probes
+from interp.pruning import pruning_curve
+from interp.reports import Section, write_report
+from interp.runtime import set_threads
+from procedural_tasks.pcfg_protocols import counting_eval_sets, eval_name, load_pcfg_model
 
 POSITION_NAMES = {"ART": "answer", "Ans": "answer+1"}
 
@@ -22,14 +34,8 @@ POSITION_NAMES = {"ART": "answer", "Ans": "answer+1"}
 # --- shared set-up ---------------------------------------------------------------------------------
 
 
-def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
-
-
 def _position(text: str) -> int | str:
     """ART (the answer position), Ans (the answer token), an int, or mean_last_N."""
-    from interp.activations import check_position
-
     if text in POSITION_NAMES:
         return POSITION_NAMES[text]
     if re.fullmatch(r"-?\d+", text):
@@ -44,20 +50,14 @@ def _position(text: str) -> int | str:
 
 
 def _setup(args: argparse.Namespace) -> None:
-    from interp.runtime import set_threads
-
     set_threads(args.threads)
 
 
 def _load(path: str, device: str):
-    from procedural_tasks.pcfg_protocols import load_pcfg_model
-
     return load_pcfg_model(path, device=device)
 
 
 def _eval_sets(task, args: argparse.Namespace, *, n: int | None = None, seed: int | None = None):
-    from procedural_tasks.pcfg_protocols import counting_eval_sets
-
     sets = counting_eval_sets(
         task,
         n or args.n,
@@ -76,33 +76,26 @@ def _pick(sets: dict, name: str):
 
 
 def _pt_name(args: argparse.Namespace) -> str:
-    from procedural_tasks.pcfg_protocols import eval_name
-
     return eval_name(args.operand_pt, 0)
 
 
 def _random_init(info, device: str):
     """A random-init model of the same architecture (a floor for probes and accuracy)."""
-    from interp.models import build_model
-
     config = dataclasses.replace(info.model_config, seed=info.model_config.seed + 1_000_003)
     return build_model(config, device=device)
 
 
-def _write(out: str | None, args: argparse.Namespace, summary: dict, fig) -> None:
-    """config.json, summary.json and report.html in ``out`` (each written atomically)."""
+def _write(out: str | None, args: argparse.Namespace, summary: dict, figures, caption: str) -> None:
+    """config.json, summary.json and report.html (through ``write_report``) in ``out``, each atomically."""
     if out is None:
         return
-    from interp.atomic_files import atomic_write, atomic_write_text
-    from interp.checkpoints import provenance
-
     path = Path(out)
-    config = {k: v for k, v in vars(args).items() if k != "handler"}
-    atomic_write_text(
-        path / "config.json", json.dumps({"command": config, **provenance()}, indent=2, default=str)
-    )
-    atomic_write_text(path / "summary.json", json.dumps(summary, indent=2, sort_keys=True, default=str))
-    atomic_write(path / "report.html", lambda tmp: fig.write_html(tmp, include_plotlyjs=True, full_html=True))
+    command = {k: v for k, v in vars(args).items() if k != "handler"}
+    write_json(path / "config.json", {"command": command, **provenance()})
+    write_json(path / "summary.json", summary)
+    figures = figures if isinstance(figures, list) else [figures]
+    sections = [Section(title=f.layout.title.text, content=f, caption=caption) for f in figures]
+    write_report(path / "report.html", title=f"ftmech {args.command}", intro_html="", sections=sections)
 
 
 def _check_same_task(task_a, task_b, a: str, b: str) -> None:
@@ -124,11 +117,6 @@ def _target_label(target: str) -> str:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    import plotly.graph_objects as go
-
-    from interp import hooks
-    from interp.probing import ProbeConfig, compare_probes
-
     _setup(args)
     model, info, task = _load(args.dir, args.device)
     label = _target_label(args.target)
@@ -142,30 +130,29 @@ def cmd_probe(args: argparse.Namespace) -> None:
     )
     layers = [f"B{i}" for i in range(len(names))]
     own = result.results["model"]
-    fig = go.Figure()
-    fig.add_scatter(x=layers, y=[own.task[n].test_accuracy for n in names], name=f"probe {label}")
-    fig.add_scatter(
-        x=layers,
-        y=[own.control[n].test_accuracy for n in names],
-        name="control task (random labels per type)",
-    )
-    fig.add_scatter(
-        x=layers,
-        y=[result.results["random_init"].task[n].test_accuracy for n in names],
-        name="random-init model",
-    )
-    fig.add_scatter(
-        x=layers, y=[own.task[n].majority_floor for n in names], name="majority floor", line={"dash": "dot"}
-    )
-    fig.update_layout(
+    rand = result.results["random_init"]
+    curves = [
+        (f"probe {label}", [own.task[n].test_accuracy for n in names]),
+        ("control task (random labels per type)", [own.control[n].test_accuracy for n in names]),
+        ("random-init model", [rand.task[n].test_accuracy for n in names]),
+    ]
+    fig = curves_figure(
+        [{"name": name, "x": list(range(len(names))), "ys": [ys]} for name, ys in curves],
         title=f"Linear probe of {label} at {args.position} ({data.name}, {args.dir})",
-        xaxis_title="block output",
-        yaxis_title="held-out accuracy",
-        yaxis_range=[0, 1.02],
+        x_title="block output (B0 = embeddings)",
+        y_title="held-out accuracy",
+        y_range=(0, 1.02),
+        reference_lines={"majority floor": own.task[names[0]].majority_floor},
     )
     summary = {"dir": args.dir, "eval_set": data.name, "label": label, **result.to_json()}
-    _write(args.out, args, summary, fig)
-    _print_json(
+    _write(
+        args.out,
+        args,
+        summary,
+        fig,
+        "Probe accuracy per block; the control task and a random-init model are the floors.",
+    )
+    print_json(
         {
             "label": label,
             "eval_set": data.name,
@@ -183,29 +170,26 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
-    import plotly.graph_objects as go
-
-    from interp.pruning import pruning_curve
-
     _setup(args)
     model, _, task = _load(args.dir, args.device)
     eval_sets = _eval_sets(task, args)
     score = _pick(_eval_sets(task, args, n=args.score_n, seed=args.seed + 1), _pt_name(args))
     curve = pruning_curve(model, score, list(eval_sets.values()), ks=range(args.k_max + 1), level=args.level)
-    fig = go.Figure()
-    for name, values in curve.accuracy.items():
-        fig.add_scatter(x=list(curve.ks), y=list(values), name=name, mode="lines+markers")
-    fig.update_layout(
+    fig = curves_figure(
+        [
+            {"name": name, "x": list(curve.ks), "ys": [list(values)]}
+            for name, values in curve.accuracy.items()
+        ],
         title=f"Saliency pruning ({args.level}) of {args.dir}: scored on {score.name}",
-        xaxis_title="units pruned (K)",
-        yaxis_title="accuracy",
-        yaxis_range=[0, 1.02],
+        x_title="units pruned (K)",
+        y_title="accuracy",
+        y_range=(0, 1.02),
     )
     summary = {"dir": args.dir, "score_set": score.name, **curve.to_json()}
-    _write(args.out, args, summary, fig)
+    _write(args.out, args, summary, fig, "Accuracy on each evaluation set after pruning the top-K units.")
     pt = _pt_name(args)
     best_k, best = curve.best(pt)
-    _print_json(
+    print_json(
         {
             "level": args.level,
             "accuracy_k0": {k: v[0] for k, v in curve.accuracy.items()},
@@ -220,10 +204,6 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
-    from plotly.subplots import make_subplots
-
-    from interp.diffing import attention_diff, key_mask, kl_by_position, weight_diff
-
     _setup(args)
     base, _, task = _load(args.base, args.device)
     finetuned, _, task_ft = _load(args.finetuned, args.device)
@@ -235,24 +215,36 @@ def cmd_diff(args: argparse.Namespace) -> None:
     groups = {op: key_mask(tokens, [task.vocab.id(op)]) for op in (args.operand_pt, args.operand_ft)}
     attention = attention_diff(base, finetuned, data, query_pos="answer", key_groups=groups)
 
-    fig = make_subplots(
-        rows=3,
-        cols=1,
-        subplot_titles=(
-            "relative weight change ||dW|| / ||W||",
-            "KL(base || fine-tuned) per position",
-            "attention mass from ART to operand tokens (per layer.head)",
-        ),
-    )
     rows = [m for m in weights.matrices if m.relative is not None]
-    fig.add_bar(x=[m.name for m in rows], y=[m.relative for m in rows], name="||dW||/||W||", row=1, col=1)
-    fig.add_scatter(x=list(range(len(kl.per_position))), y=list(kl.per_position), name="KL", row=2, col=1)
     heads = [f"L{layer}.H{h}" for layer in range(base.cfg.n_layers) for h in range(base.cfg.n_heads)]
-    for model_name in ("base", "finetuned"):
-        for op in groups:
-            values = [v for layer in attention.mass[model_name][op] for v in layer]
-            fig.add_bar(x=heads, y=values, name=f"{model_name} -> {op}", row=3, col=1)
-    fig.update_layout(title=f"{args.base} vs {args.finetuned}", height=1100, barmode="group")
+    figures = [
+        bar_figure(
+            [{"name": "||dW||/||W||", "x": [m.name for m in rows], "ys": [[m.relative for m in rows]]}],
+            title="Relative weight change ||dW|| / ||W|| per matrix",
+            x_title="matrix",
+            y_title="relative change",
+        ),
+        curves_figure(
+            [{"name": "KL", "x": list(range(len(kl.per_position))), "ys": [list(kl.per_position)]}],
+            title="KL(base || fine-tuned) per position",
+            x_title="position",
+            y_title="KL (nats)",
+        ),
+        bar_figure(
+            [
+                {
+                    "name": f"{model_name} -> {op}",
+                    "x": heads,
+                    "ys": [[v for layer in attention.mass[model_name][op] for v in layer]],
+                }
+                for model_name in ("base", "finetuned")
+                for op in groups
+            ],
+            title="Attention mass from ART to operand tokens per head",
+            x_title="layer.head",
+            y_title="attention mass",
+        ),
+    ]
     summary = {
         "base": args.base,
         "finetuned": args.finetuned,
@@ -261,9 +253,9 @@ def cmd_diff(args: argparse.Namespace) -> None:
         "kl": kl.to_json(),
         "attention": attention.to_json(),
     }
-    _write(args.out, args, summary, fig)
+    _write(args.out, args, summary, figures, f"{args.base} vs {args.finetuned} on {data.name}.")
     top = sorted((m for m in rows if m.effective_rank is not None), key=lambda m: -m.relative)[:5]
-    _print_json(
+    print_json(
         {
             "total_relative": weights.total_relative,
             "most_changed": [
@@ -280,11 +272,6 @@ def cmd_diff(args: argparse.Namespace) -> None:
 
 
 def cmd_patch(args: argparse.Namespace) -> None:
-    import plotly.graph_objects as go
-
-    from interp import hooks
-    from interp.patching import answer_accuracy, answer_logprob, patch_across_models
-
     _setup(args)
     base, _, task = _load(args.base, args.device)
     finetuned, _, task_ft = _load(args.finetuned, args.device)
@@ -303,20 +290,25 @@ def cmd_patch(args: argparse.Namespace) -> None:
             finetuned, base, data, hook_names=names, metric=metric, positions=positions
         ),
     }
-    fig = go.Figure()
-    for direction, result in results.items():
-        fig.add_bar(
-            x=names, y=[result.patched[n] for n in names], name=f"{direction} (target {result.target:.3f})"
-        )
-    fig.update_layout(
+    fig = bar_figure(
+        [
+            {"name": f"{d} (target {r.target:.3f})", "x": names, "ys": [[r.patched[n] for n in names]]}
+            for d, r in results.items()
+        ],
         title=f"Patching one component at a time on {data.name} ({args.metric}, positions {args.positions})",
-        yaxis_title=args.metric,
-        barmode="group",
+        x_title="patched component",
+        y_title=args.metric,
     )
     summary = {"base": args.base, "finetuned": args.finetuned, "eval_set": data.name}
     summary |= {k: v.to_json() for k, v in results.items()}
-    _write(args.out, args, summary, fig)
-    _print_json(
+    _write(
+        args.out,
+        args,
+        summary,
+        fig,
+        "The metric on the target model with one component patched from the source.",
+    )
+    print_json(
         {
             direction: {
                 "source": r.source,
@@ -348,11 +340,6 @@ THRESHOLD_FLAGS = (
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    import plotly.graph_objects as go
-
-    from interp.audit import AuditThresholds, audit, collect_evidence
-    from interp.probing import ProbeConfig
-
     if args.task != "count":
         raise ConfigError(f"--task '{args.task}' is not supported yet; use --task count")
     _setup(args)
@@ -392,27 +379,23 @@ def cmd_audit(args: argparse.Namespace) -> None:
         )
     verdict = audit(evidence, thresholds)
     rows = [c for c in verdict.evidence if c.value is not None]
-    fig = go.Figure()
-    fig.add_bar(
-        x=[c.statistic for c in rows],
-        y=[c.value / c.threshold for c in rows],
-        error_y={
-            "type": "data",
-            "symmetric": False,
-            "array": [0 if c.ci_high is None else (c.ci_high - c.value) / c.threshold for c in rows],
-            "arrayminus": [0 if c.ci_low is None else (c.value - c.ci_low) / c.threshold for c in rows],
-        },
-        marker_color=["seagreen" if c.passed else "indianred" for c in rows],
-        name="value / threshold",
-    )
-    fig.add_hline(y=1.0, line_dash="dot")
-    fig.update_layout(
+    fig = bar_figure(
+        [
+            {
+                "name": "value / threshold",
+                "x": [c.statistic for c in rows],
+                "ys": [[c.value / c.threshold for c in rows]],
+            }
+        ],
         title=f"Audit of O_PT = count {args.operand_pt}: {verdict.label} ({len(evidence)} run(s)); bars >= 1 pass",
-        yaxis_title="value / threshold",
+        x_title="statistic",
+        y_title="value / threshold",
     )
     summary = {"verdict": verdict.to_json(), "evidence": [e.to_json() for e in evidence]}
-    _write(args.out, args, summary, fig)
-    _print_json(
+    _write(
+        args.out, args, summary, fig, "Each audit statistic over its threshold: a bar at or above 1 passes."
+    )
+    print_json(
         {
             "label": verdict.label,
             "reason": verdict.reason,

@@ -312,7 +312,7 @@ def _verdict(holds: bool | None) -> str:
     return {True: "holds", False: "does not hold"}.get(holds, "inconclusive")
 
 
-def write_pcfg_report(results: dict[str, Any], path: Path) -> Path:
+def write_study_report(results: dict[str, Any], path: Path) -> Path:
     cfg = results["config"]
     findings = results.get("findings", [])
     items = "".join(

@@ -15,18 +15,19 @@ from typing import Any
 
 import torch
 
-from analyses.pcfg_study import setting_name
+from analyses.pcfg.config import setting_name
 from interp import hooks
 from interp.audit import AuditEvidence, AuditThresholds, audit
 from interp.diffing import attention_diff, key_mask, weight_diff
 from interp.errors import DataError
 from interp.evaluation import evaluate, majority_floor
+from interp.jsonio import write_json
 from interp.models import build_model
 from interp.patching import patch_across_models
 from interp.probing import ProbeConfig, probe_layers
 from interp.pruning import pruning_curve, random_scores
 from interp.stats import aggregate
-from procedural_tasks.pcfg_protocols import counting_eval_sets, load_pcfg_model, study_preset, write_json
+from procedural_tasks.pcfg_protocols import counting_eval_sets, load_pcfg_model, study_preset
 from procedural_tasks.pcfg_tasks import SampleSpec
 
 PROBE_N = {"cpu": 1000, "paper": 4000, "tiny": 80}

@@ -1,0 +1,89 @@
+"""The ``ftmech`` command line: one subcommand per stage, analysis or study.
+
+Each study package (``analyses.<study>``) contributes its stage commands (``cli.add_commands``), its
+``ftmech reproduce <study>`` entry point (``cli.main``) and its report writer
+(``report.write_study_report(results, path)``); ``ftmech report DIR`` dispatches on the ``study`` that
+``results.json`` records. Library errors (``FtmechError``) print one line, ``ftmech: error: ...``, and exit
+with code 2; anything else is a bug and keeps its traceback.
+"""
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from interp.arguments import ArgParser
+from interp.config import lookup
+from interp.errors import ConfigError, FtmechError
+from interp.jsonio import print_json, read_json
+
+STUDIES = {name: f"analyses.{name}" for name in ("pcfg", "tracr", "tinystories")}
+
+
+def _study_module(study: str, part: str):
+    """``analyses.<study>.<part>`` for a known study name (a one-line error otherwise)."""
+    return importlib.import_module(f"{lookup(STUDIES, study, 'study')}.{part}")
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    _study_module(args.study, "cli").main(args.study_args)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    """Rebuild DIR/report.html from DIR/results.json, for whichever study wrote it."""
+    out = Path(args.dir)
+    path = out / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run `ftmech reproduce STUDY --out {out}` first")
+    results = read_json(path)
+    study = results.get("study") if isinstance(results, dict) else None
+    if study not in STUDIES:
+        raise ConfigError(
+            f"{path} records no known study ({', '.join(STUDIES)}); it predates schema 1 or was not written "
+            "by ftmech reproduce: rerun the study to rewrite it"
+        )
+    report = _study_module(study, "report").write_study_report(results, out / "report.html")
+    print_json({"report": str(report)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``ftmech`` parser: every study's stage commands, the analyses, reproduce and report."""
+    from analyses import analysis_cli
+
+    parser = ArgParser(prog="ftmech", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
+    for study in STUDIES:
+        _study_module(study, "cli").add_commands(sub)
+    analysis_cli.add_commands(sub)
+
+    p = sub.add_parser("reproduce", help="run a whole study end to end and write results.json + report.html")
+    p.add_argument("study", help=f"{', '.join(STUDIES)} (pcfg is the main job)")
+    p.add_argument(
+        "study_args", nargs=argparse.REMAINDER, help="the study's own flags (ftmech reproduce pcfg --help)"
+    )
+    p.set_defaults(handler=cmd_reproduce)
+
+    p = sub.add_parser("report", help="rebuild DIR/report.html from DIR/results.json")
+    p.add_argument("dir", help="a study directory written by ftmech reproduce")
+    p.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ftmech``; returns the exit code (2 for user errors)."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args) or 0)
+    except FtmechError as exc:
+        print(f"ftmech: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "ftmech: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
