@@ -1,7 +1,6 @@
 """Devices, thread counts and seeded generators: the only place global torch state is set."""
 
 import os
-import random
 
 import numpy as np
 import torch
@@ -33,13 +32,6 @@ def set_threads(n_threads: int | None) -> None:
     if n_threads < 1:
         raise ConfigError(f"threads must be >= 1, got {n_threads}")
     torch.set_num_threads(n_threads)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch global RNGs, for code outside ftmech that uses them."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

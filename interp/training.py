@@ -8,7 +8,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -120,7 +120,6 @@ class TrainResult:
     final_step: int
     wall_seconds: float
     resumed_from: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def curve(self, eval_name: str, metric: str = "accuracy") -> tuple[list[int], list[float]]:
         """(steps, values) of one evaluation metric over the run."""

@@ -346,7 +346,7 @@ def sample(
     return Sample(tokens, to_text(text), family, operand, answer, bool(correlated), counts, region)  # type: ignore[arg-type]
 
 
-def samples_to_batch(samples: list[Sample], vocab: Vocabulary, *, shortcut_q: int | None = None) -> Batch:
+def samples_to_batch(samples: list[Sample], vocab: Vocabulary) -> Batch:
     """Encode samples; labels hold the region counts, the correlation flag and the answer value."""
     tokens = torch.from_numpy(np.stack([vocab.encode(s.tokens) for s in samples]))
     answer_pos = torch.full((len(samples),), tokens.shape[1] - 3, dtype=torch.long)
