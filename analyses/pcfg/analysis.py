@@ -71,6 +71,104 @@ def _probe(model, data, label: str, n_layers: int) -> dict:
     }
 
 
+def _load_models(
+    pretrained: dict[str, str], control: str, finetuned: dict[str, list[str]], seed: int, device: str
+) -> tuple[dict[str, Any], Any, Any]:
+    """Every model of one seed by name (pretrained, control base, fine-tuned, random init), the task and
+    the random-init model's config."""
+    models, tasks = {}, {}
+    for prior, path in pretrained.items():
+        models[f"PT({prior})"], _, tasks[prior] = load_pcfg_model(path, device=device)
+    models["Scr.+FT base (control)"], control_info, _ = load_pcfg_model(control, device=device)
+    for name, (_, path) in finetuned.items():
+        models[name], _, _ = load_pcfg_model(path, device=device)
+    random_config = dataclasses.replace(control_info.model_config, seed=10_000 + seed)
+    models["random init"] = build_model(random_config, device=device)
+    return models, next(iter(tasks.values())), random_config
+
+
+def _probes(models: dict, task, n_probe: int, seed: int, n_layers: int) -> dict:
+    """Fig. 8: count(a) read on count-a inputs (O_PT) and count(b) on count-b inputs (O_FT), per model."""
+    probe_a = task.batch(SampleSpec(family="count", operand="a"), n_probe, seed=20_000 + seed, step=0)
+    probe_b = task.batch(SampleSpec(family="count", operand="b"), n_probe, seed=20_000 + seed, step=1)
+    return {
+        name: {
+            "count_a": _probe(m, probe_a, "count_a", n_layers),
+            "count_b": _probe(m, probe_b, "count_b", n_layers),
+        }
+        for name, m in models.items()
+    }
+
+
+def _pruning(models: dict, finetuned: dict, task, eval_sets: dict, eval_n: int, prune_ks, seed: int) -> dict:
+    """Fig. 7: score on count-a data, measure O_PT at C_Te=0 and O_FT at C_Te=1, beside random units."""
+    prune_sets = [eval_sets[n] for n in ("count_a@cte0", "count_b@cte1")]
+    score_batch = task.batch(
+        SampleSpec(family="count", operand="a"), min(1024, 4 * eval_n), seed=40_000 + seed, step=0
+    )
+    pruning = {}
+    for name in finetuned:
+        model = models[name]
+        curve = pruning_curve(model, score_batch, prune_sets, ks=prune_ks, level="neuron")
+        baseline = pruning_curve(
+            model,
+            score_batch,
+            prune_sets[:1],
+            ks=prune_ks,
+            level="neuron",
+            scores=random_scores(model, level="neuron", seed=seed),
+        )
+        pruning[name] = {"saliency": curve.to_json(), "random_units": baseline.to_json()}
+    return pruning
+
+
+def _localisation(base, ft, task, pt_a0, n_layers: int) -> dict:
+    """Weight change, attention to a vs b tokens, and patching of the pretrained model into the fine-tuned."""
+    diff = weight_diff(base, ft).to_json()
+    # weight matrices only: biases and norm gains have tiny norms, so their relative change says little
+    matrices = [m for m in diff["matrices"] if len(m["shape"]) == 2]
+    top = sorted(matrices, key=lambda m: m["relative"] or 0.0, reverse=True)[:5]
+    tokens = pt_a0.batch.tokens
+    groups = {"a": key_mask(tokens, [task.vocab.id("a")]), "b": key_mask(tokens, [task.vocab.id("b")])}
+    # only text positions count as keys: the operand token itself is also 'a' or 'b'
+    text = torch.zeros_like(groups["a"])
+    text[:, task.config.text_slice] = True
+    groups = {k: v & text for k, v in groups.items()}
+    return {
+        "weight_total_relative": diff["total_relative"],
+        "weight_top": [
+            {k: m[k] for k in ("name", "relative", "effective_rank", "top_sv_share")} for m in top
+        ],
+        "weight_by_matrix": {m["name"]: m["relative"] for m in matrices},
+        "attention": attention_diff(base, ft, pt_a0, key_groups=groups).to_json(),
+        "patch_pt_into_ft": patch_across_models(
+            base, ft, pt_a0, hook_names=hooks.block_outputs(n_layers)
+        ).to_json(),
+    }
+
+
+def _evidence(models: dict, pretrained: dict, finetuned: dict, probes: dict, pruning: dict, pt_a0, seed: int):
+    """The audit's numbers, one AuditEvidence dict per fine-tuned model (speed-ups are added later)."""
+    pt_acc = {prior: evaluate(models[f"PT({prior})"], pt_a0).accuracy for prior in pretrained}
+    random_acc = evaluate(models["random init"], pt_a0).accuracy
+    best_probe = {m: max(p["count_a"]["accuracy"]) for m, p in probes.items()}
+    return {
+        name: {
+            "pt_accuracy": pt_acc[prior],
+            "ft_accuracy": evaluate(models[name], pt_a0).accuracy,
+            "accuracy_floor": max(majority_floor(pt_a0.batch.answers), random_acc),
+            "probe_pt": best_probe[f"PT({prior})"],
+            "probe_ft": best_probe[name],
+            "probe_floor": max(best_probe["random init"], probes[name]["count_a"]["majority_floor"]),
+            "prune_curve": pruning[name]["saliency"]["accuracy"]["count_a@cte0"],
+            "n_eval": len(pt_a0.batch),
+            "seed": seed,
+            "name": name,
+        }
+        for name, (prior, _) in finetuned.items()
+    }
+
+
 def job_analysis(
     *,
     out_dir: Path,
@@ -86,94 +184,16 @@ def job_analysis(
 ) -> dict:
     """Probes, pruning, diffing and patching for one seed; writes ``analysis.json``."""
     sp = study_preset(preset)
-    models, tasks = {}, {}
-    for prior, path in pretrained.items():
-        models[f"PT({prior})"], _, tasks[prior] = load_pcfg_model(path, device=device)
-    models["Scr.+FT base (control)"], control_info, _ = load_pcfg_model(control, device=device)
-    for name, (_, path) in finetuned.items():
-        models[name], _, _ = load_pcfg_model(path, device=device)
-    task = next(iter(tasks.values()))
-    random_config = dataclasses.replace(control_info.model_config, seed=10_000 + seed)
-    models["random init"] = build_model(random_config, device=device)
+    models, task, random_config = _load_models(pretrained, control, finetuned, seed, device)
     n_layers = random_config.n_layers
-
-    # Probes (Fig. 8): count(a) read on count-a inputs (O_PT) and count(b) on count-b inputs (O_FT).
-    probe_a = task.batch(SampleSpec(family="count", operand="a"), n_probe, seed=20_000 + seed, step=0)
-    probe_b = task.batch(SampleSpec(family="count", operand="b"), n_probe, seed=20_000 + seed, step=1)
-    probes = {
-        name: {
-            "count_a": _probe(m, probe_a, "count_a", n_layers),
-            "count_b": _probe(m, probe_b, "count_b", n_layers),
-        }
-        for name, m in models.items()
-    }
-
-    # Pruning (Fig. 7): score on count-a data, measure O_PT at C_Te=0 and O_FT at C_Te=0/1.
+    probes = _probes(models, task, n_probe, seed, n_layers)
     eval_sets = {s.name: s for s in counting_eval_sets(task, sp.eval_n, q=q, seed=30_000 + seed)}
-    prune_sets = [eval_sets[n] for n in ("count_a@cte0", "count_b@cte1")]
-    score_batch = task.batch(
-        SampleSpec(family="count", operand="a"), min(1024, 4 * sp.eval_n), seed=40_000 + seed, step=0
-    )
-    pruning = {}
-    for name in finetuned:
-        model = models[name]
-        curve = pruning_curve(model, score_batch, prune_sets, ks=prune_ks, level="neuron")
-        baseline = pruning_curve(
-            model,
-            score_batch,
-            prune_sets[:1],
-            ks=prune_ks,
-            level="neuron",
-            scores=random_scores(model, level="neuron", seed=seed),
-        )
-        pruning[name] = {"saliency": curve.to_json(), "random_units": baseline.to_json()}
-
-    # Localisation between each pretrained model and its fine-tuned models.
+    pruning = _pruning(models, finetuned, task, eval_sets, sp.eval_n, prune_ks, seed)
     pt_a0 = eval_sets["count_a@cte0"]
-    a_id, b_id = task.vocab.id("a"), task.vocab.id("b")
-    localisation = {}
-    for name, (prior, _) in finetuned.items():
-        base, ft = models[f"PT({prior})"], models[name]
-        diff = weight_diff(base, ft).to_json()
-        # weight matrices only: biases and norm gains have tiny norms, so their relative change says little
-        matrices = [m for m in diff["matrices"] if len(m["shape"]) == 2]
-        top = sorted(matrices, key=lambda m: m["relative"] or 0.0, reverse=True)[:5]
-        groups = {"a": key_mask(pt_a0.batch.tokens, [a_id]), "b": key_mask(pt_a0.batch.tokens, [b_id])}
-        # only text positions count as keys: the operand token itself is also 'a' or 'b'
-        text = torch.zeros_like(groups["a"])
-        text[:, task.config.text_slice] = True
-        groups = {k: v & text for k, v in groups.items()}
-        attention = attention_diff(base, ft, pt_a0, key_groups=groups).to_json()
-        names = hooks.block_outputs(n_layers)
-        restore = patch_across_models(base, ft, pt_a0, hook_names=names).to_json()
-        localisation[name] = {
-            "weight_total_relative": diff["total_relative"],
-            "weight_top": [
-                {k: m[k] for k in ("name", "relative", "effective_rank", "top_sv_share")} for m in top
-            ],
-            "weight_by_matrix": {m["name"]: m["relative"] for m in matrices},
-            "attention": attention,
-            "patch_pt_into_ft": restore,
-        }
-
-    # Numbers for the audit (one AuditEvidence per fine-tuned model; speed-ups are added later).
-    pt_acc = {prior: evaluate(models[f"PT({prior})"], pt_a0).accuracy for prior in pretrained}
-    random_acc = evaluate(models["random init"], pt_a0).accuracy
-    best_probe = {m: max(p["count_a"]["accuracy"]) for m, p in probes.items()}
-    evidence = {}
-    for name, (prior, _) in finetuned.items():
-        evidence[name] = {
-            "pt_accuracy": pt_acc[prior],
-            "ft_accuracy": evaluate(models[name], pt_a0).accuracy,
-            "accuracy_floor": max(majority_floor(pt_a0.batch.answers), random_acc),
-            "probe_pt": best_probe[f"PT({prior})"],
-            "probe_ft": best_probe[name],
-            "probe_floor": max(best_probe["random init"], probes[name]["count_a"]["majority_floor"]),
-            "prune_curve": pruning[name]["saliency"]["accuracy"]["count_a@cte0"],
-            "n_eval": len(pt_a0.batch),
-            "seed": seed,
-            "name": name,
-        }
+    localisation = {
+        name: _localisation(models[f"PT({prior})"], models[name], task, pt_a0, n_layers)
+        for name, (prior, _) in finetuned.items()
+    }
     result = {
         "seed": seed,
         "probe_config": dataclasses.asdict(PROBE_CONFIG),
@@ -181,7 +201,7 @@ def job_analysis(
         "probes": probes,
         "pruning": pruning,
         "localisation": localisation,
-        "evidence": evidence,
+        "evidence": _evidence(models, pretrained, finetuned, probes, pruning, pt_a0, seed),
     }
     write_json(out_dir / "analysis.json", result)
     return {"n_models": len(models)}
@@ -195,6 +215,63 @@ def _stack(per_seed: list[list[float]]) -> dict:
         "per_seed": per_seed,
         "mean": [aggregate([s[i] for s in per_seed])["mean"] for i in range(len(per_seed[0]))],
     }
+
+
+def _aggregate_pruning(analyses: list[dict]) -> dict:
+    pruning = {}
+    for name in analyses[0]["pruning"]:
+        curves = [a["pruning"][name] for a in analyses]
+        pruning[name] = {
+            "ks": curves[0]["saliency"]["ks"],
+            "accuracy": {
+                s: [c["saliency"]["accuracy"][s] for c in curves] for s in curves[0]["saliency"]["accuracy"]
+            },
+            "random_units_a0": [c["random_units"]["accuracy"]["count_a@cte0"] for c in curves],
+            "top_units": [c["saliency"]["units"][:10] for c in curves],
+        }
+    return pruning
+
+
+def _aggregate_localisation(analyses: list[dict]) -> dict:
+    localisation = {}
+    for name in analyses[0]["localisation"]:
+        locs = [a["localisation"][name] for a in analyses]
+        top_patch = []
+        for loc in locs:
+            restored = {k: v for k, v in loc["patch_pt_into_ft"]["restored"].items() if v is not None}
+            top_patch.append(max(restored, key=restored.get) if restored else None)
+        localisation[name] = {
+            "top_weight_change": [loc["weight_top"][0]["name"] for loc in locs],
+            "weight_by_matrix": {
+                k: [loc["weight_by_matrix"][k] for loc in locs] for k in locs[0]["weight_by_matrix"]
+            },
+            "top_patch": top_patch,
+            "patch_restored": {
+                k: [loc["patch_pt_into_ft"]["restored"][k] for loc in locs]
+                for k in locs[0]["patch_pt_into_ft"]["restored"]
+            },
+            "attention_a_vs_b": [_attention_summary(loc["attention"]) for loc in locs],
+        }
+    return localisation
+
+
+def _verdicts(analyses: list[dict], revival: dict, thresholds: AuditThresholds) -> dict:
+    """The audit of each fine-tuned model over seeds, with each seed's revival speed-up over Scr.+FT."""
+    verdicts = {}
+    for name in analyses[0]["evidence"]:
+        speed = revival.get("speedups", {}).get(name, {}).get("Scr.+FT", {}).get("per_seed", [])
+        items = []
+        for i, a in enumerate(analyses):
+            e = dict(a["evidence"][name])
+            value = speed[i]["value"] if i < len(speed) else None
+            items.append(
+                AuditEvidence(**{**e, "prune_curve": tuple(e["prune_curve"]), "revival_speedup": value})
+            )
+        try:
+            verdicts[name] = audit(items, thresholds).to_json()
+        except DataError as exc:  # e.g. a pretrained model at its floor: nothing to audit, and we say so
+            verdicts[name] = {"label": "not auditable", "reason": str(exc), "evidence": []}
+    return verdicts
 
 
 def aggregate_analysis(
@@ -213,56 +290,12 @@ def aggregate_analysis(
         }
         for model in first["probes"]
     }
-    pruning = {}
-    for name in first["pruning"]:
-        curves = [a["pruning"][name] for a in analyses]
-        pruning[name] = {
-            "ks": curves[0]["saliency"]["ks"],
-            "accuracy": {
-                s: [c["saliency"]["accuracy"][s] for c in curves] for s in curves[0]["saliency"]["accuracy"]
-            },
-            "random_units_a0": [c["random_units"]["accuracy"]["count_a@cte0"] for c in curves],
-            "top_units": [c["saliency"]["units"][:10] for c in curves],
-        }
-    localisation = {}
-    for name in first["localisation"]:
-        locs = [a["localisation"][name] for a in analyses]
-        top_patch = []
-        for loc in locs:
-            restored = {k: v for k, v in loc["patch_pt_into_ft"]["restored"].items() if v is not None}
-            top_patch.append(max(restored, key=restored.get) if restored else None)
-        localisation[name] = {
-            "top_weight_change": [loc["weight_top"][0]["name"] for loc in locs],
-            "weight_by_matrix": {
-                k: [loc["weight_by_matrix"][k] for loc in locs] for k in locs[0]["weight_by_matrix"]
-            },
-            "top_patch": top_patch,
-            "patch_restored": {
-                k: [loc["patch_pt_into_ft"]["restored"][k] for loc in locs]
-                for k in locs[0]["patch_pt_into_ft"]["restored"]
-            },
-            "attention_a_vs_b": [_attention_summary(loc["attention"]) for loc in locs],
-        }
-    verdicts = {}
-    for name in first["evidence"]:
-        speed = revival.get("speedups", {}).get(name, {}).get("Scr.+FT", {}).get("per_seed", [])
-        items = []
-        for i, a in enumerate(analyses):
-            e = dict(a["evidence"][name])
-            value = speed[i]["value"] if i < len(speed) else None
-            items.append(
-                AuditEvidence(**{**e, "prune_curve": tuple(e["prune_curve"]), "revival_speedup": value})
-            )
-        try:
-            verdicts[name] = audit(items, thresholds).to_json()
-        except DataError as exc:  # e.g. a pretrained model at its floor: nothing to audit, and we say so
-            verdicts[name] = {"label": "not auditable", "reason": str(exc), "evidence": []}
     return {
         "layers": first["layers"],
         "probes": probes,
-        "pruning": pruning,
-        "localisation": localisation,
-        "verdicts": verdicts,
+        "pruning": _aggregate_pruning(analyses),
+        "localisation": _aggregate_localisation(analyses),
+        "verdicts": _verdicts(analyses, revival, thresholds),
         "thresholds": dataclasses.asdict(thresholds),
     }
 

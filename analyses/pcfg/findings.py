@@ -44,8 +44,8 @@ def _three_valued(statuses: list, *, want) -> bool | None:
     return False if definite_other else None
 
 
-def findings(results: dict, config) -> list[dict]:
-    """The study's claims checked on our numbers; each says what was measured and whether it held."""
+def _wrapper_findings(results: dict) -> list[dict]:
+    """The wrapper signature and the behavioural loss of O_PT, per low-prior C_Tr = 1 model at eta_M / eta_S."""
     out: list[dict] = []
     ft = {(r["prior"], r["lr_level"], r["c_tr"]): r for r in results["finetune"]}
 
@@ -74,6 +74,12 @@ def findings(results: dict, config) -> list[dict]:
                 "holds": bool(a0 <= 0.5 * pt_a0),
             }
         )
+    return out
+
+
+def _revival_findings(results: dict) -> list[dict]:
+    """Fast revival (and revival sooner than Scr.+FT) per model; no fast revival after eta_L."""
+    out: list[dict] = []
     steps = {n: v.get("steps_to_threshold") for n, v in results["revival"]["metrics"].items()}
     horizon = _horizon(results)
     note = f"; '>=': the control never reached the threshold in {horizon} steps (a lower bound)"
@@ -121,6 +127,12 @@ def findings(results: dict, config) -> list[dict]:
                     "holds": _three_valued([_later(d, w) for d, w in pairs], want=True),
                 }
             )
+    return out
+
+
+def _ordering_finding(results: dict) -> list[dict]:
+    """The higher pretraining prior revives faster than the low one."""
+    out: list[dict] = []
     m = results["revival"]["metrics"]
     low, med = m.get("FT(low, eta_M, C_Tr=1)"), m.get("FT(medium, eta_M, C_Tr=1)")
     if low and med and low.get("auc_agg") and med.get("auc_agg"):
@@ -132,3 +144,8 @@ def findings(results: dict, config) -> list[dict]:
             }
         )
     return out
+
+
+def findings(results: dict) -> list[dict]:
+    """The study's claims checked on our numbers; each says what was measured and whether it held."""
+    return [*_wrapper_findings(results), *_revival_findings(results), *_ordering_finding(results)]

@@ -152,10 +152,8 @@ def _revival_sections(results: dict) -> list[Section]:
     return sections
 
 
-def _analysis_sections(results: dict) -> list[Section]:
-    a = results.get("analysis")
-    if not a:
-        return []
+def _probe_sections(a: dict) -> list[Section]:
+    """Fig. 8: probe accuracy per block for count(a) and count(b), one figure each."""
     sections = []
     layers = a["layers"]
     for target, label in (
@@ -182,6 +180,12 @@ def _analysis_sections(results: dict) -> list[Section]:
                 "still encodes. Selectivity against a random-label control task is in results.json.",
             )
         )
+    return sections
+
+
+def _pruning_sections(a: dict) -> list[Section]:
+    """Fig. 7: accuracy after pruning the top-K saliency neurons, beside random units."""
+    sections = []
     for name, p in a["pruning"].items():
         series = [{"name": EVAL_LABELS[s], "x": p["ks"], "ys": ys} for s, ys in p["accuracy"].items()]
         series.append(
@@ -203,6 +207,12 @@ def _analysis_sections(results: dict) -> list[Section]:
                 "Most frequent top units per seed: " + "; ".join(", ".join(u[:5]) for u in p["top_units"]),
             )
         )
+    return sections
+
+
+def _localisation_sections(a: dict) -> list[Section]:
+    """Patching and attention (Fig. 10 analogue) between each pretrained and fine-tuned model."""
+    sections = []
     for name, loc in a["localisation"].items():
         keys = list(loc["patch_restored"])
         ys = [
@@ -250,6 +260,11 @@ def _analysis_sections(results: dict) -> list[Section]:
                 "keeps attending to a when asked to count b.",
             )
         )
+    return sections
+
+
+def _verdict_section(a: dict) -> Section:
+    """The audit verdict of each fine-tuned model with its evidence."""
     rows = []
     for name, v in a["verdicts"].items():
         checks = "; ".join(
@@ -261,24 +276,28 @@ def _analysis_sections(results: dict) -> list[Section]:
             for c in v.get("evidence", [])
         )
         rows.append([name, v["label"], v.get("reason", ""), checks, ", ".join(v.get("seed_labels") or [])])
-    sections.append(
-        Section(
-            title="Wrapper verdicts",
-            content=Table(
-                columns=[
-                    "fine-tuned model",
-                    "verdict",
-                    "why",
-                    "evidence: mean vs threshold [95% CI]",
-                    "per-seed verdicts",
-                ],
-                rows=rows,
-            ),
-            caption="interp.audit combines behaviour, probes, pruning and revival speed-up; thresholds: "
-            + ", ".join(f"{k}={v}" for k, v in a["thresholds"].items()),
-        )
+    return Section(
+        title="Wrapper verdicts",
+        content=Table(
+            columns=[
+                "fine-tuned model",
+                "verdict",
+                "why",
+                "evidence: mean vs threshold [95% CI]",
+                "per-seed verdicts",
+            ],
+            rows=rows,
+        ),
+        caption="interp.audit combines behaviour, probes, pruning and revival speed-up; thresholds: "
+        + ", ".join(f"{k}={v}" for k, v in a["thresholds"].items()),
     )
-    return sections
+
+
+def _analysis_sections(results: dict) -> list[Section]:
+    a = results.get("analysis")
+    if not a:
+        return []
+    return [*_probe_sections(a), *_pruning_sections(a), *_localisation_sections(a), _verdict_section(a)]
 
 
 def _study_vs_ours(results: dict) -> Table:
@@ -312,15 +331,14 @@ def _verdict(holds: bool | None) -> str:
     return {True: "holds", False: "does not hold"}.get(holds, "inconclusive")
 
 
-def write_study_report(results: dict[str, Any], path: Path) -> Path:
+def _intro(results: dict, findings: list[dict]) -> str:
     cfg = results["config"]
-    findings = results.get("findings", [])
     items = "".join(
         f"<li><b>{_verdict(f['holds'])}</b>: {html.escape(f['claim'])} &mdash; "
         f"{html.escape(f['measured'])}</li>"
         for f in findings
     )
-    intro = (
+    return (
         f"<p>PCFG study, preset <b>{html.escape(cfg['preset'])}</b>, seeds {cfg['seeds']}, LR labelling "
         f"{html.escape(cfg['lr_labelling'])} (eta_PT = {cfg['pretrain_lr']:g}). This invocation "
         f"took {results['wall_seconds'] / 60:.1f} min; its jobs' run times (cached ones included) sum to "
@@ -330,6 +348,10 @@ def write_study_report(results: dict[str, Any], path: Path) -> Path:
         "counting family only at the cpu preset, far fewer steps, and O' fixed. The study's Scr.+FT control is "
         f"pretrained with prior '{html.escape(cfg['control_prior'])}'.</p><ul>{items}</ul>"
     )
+
+
+def _training_sections(results: dict, findings: list[dict]) -> list[Section]:
+    """Findings, pretraining curves, fine-tuning curves (Figs. 5-6) and the Table 5 layout."""
     pre_series = []
     for prior, stats in results["pretrain"].items():
         for name in ("count_a@cte0", "count_b@cte0"):
@@ -343,7 +365,7 @@ def write_study_report(results: dict[str, Any], path: Path) -> Path:
                 columns=["claim", "measured", "holds"],
                 rows=[[f["claim"], f["measured"], _verdict(f["holds"])] for f in findings],
             ),
-            caption="The study's claims checked on our numbers (analyses/pcfg_results.py computes each).",
+            caption="The study's claims checked on our numbers (analyses/pcfg/findings.py computes each).",
         ),
         Section(
             title="Pretraining",
@@ -359,7 +381,8 @@ def write_study_report(results: dict[str, Any], path: Path) -> Path:
     ]
     ft = results["finetune"]
     floor = next((r["shortcut_floor_b0"]["mean"] for r in ft if r.get("shortcut_floor_b0")), None)
-    sections += [
+    return [
+        *sections,
         _curve_section(
             "O_FT accuracy during fine-tuning, C_Te=1 (Fig. 5)",
             ft,
@@ -386,6 +409,12 @@ def write_study_report(results: dict[str, Any], path: Path) -> Path:
             "same absolute LR, P_T(a) and C_Tr where it reports one (its 200K-step, 10K-step-FT models).",
         ),
     ]
+
+
+def write_study_report(results: dict[str, Any], path: Path) -> Path:
+    """Write the PCFG study's ``report.html`` from its ``results.json`` data."""
+    findings = results.get("findings", [])
+    sections = _training_sections(results, findings)
     sections += _revival_sections(results)
     sections += _analysis_sections(results)
     sections.append(
@@ -406,5 +435,9 @@ def write_study_report(results: dict[str, Any], path: Path) -> Path:
         Section(title="Runs", content=jobs, caption="Every job of this study, content-addressed under runs/.")
     )
     return write_report(
-        path, title="ftmech: PCFG fine-tuning study", intro_html=intro, sections=sections, data=results
+        path,
+        title="ftmech: PCFG fine-tuning study",
+        intro_html=_intro(results, findings),
+        sections=sections,
+        data=results,
     )

@@ -185,6 +185,6 @@ def collect_results(config, plan, job_results: list[JobResult], *, wall_seconds:
         loaded = [a for a in analysis.values() if a]
         if loaded:
             results["analysis"] = aggregate_analysis(loaded, results["revival"])
-    results["findings"] = findings(results, config)
+    results["findings"] = findings(results)
     results["job_wall_seconds"] = float(np.nansum([r.wall_s or np.nan for r in job_results]))
     return results
