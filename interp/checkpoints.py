@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,10 +134,20 @@ def load_weights_into(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor
     model.load_state_dict(dict(tensors), strict=True)
 
 
-def load_checkpoint(ckpt_dir: str | Path, *, device: str = "cpu") -> tuple[TransformerBridge, CheckpointInfo]:
-    """Rebuild the model of a checkpoint directory and load its weights (validated, no pickle)."""
+def load_checkpoint(
+    ckpt_dir: str | Path,
+    *,
+    device: str = "cpu",
+    architecture: Callable[[CheckpointInfo], TransformerBridge] | None = None,
+) -> tuple[TransformerBridge, CheckpointInfo]:
+    """Rebuild the model of a checkpoint directory and load its weights (validated, no pickle).
+
+    The model is ``build_model(info.model_config)``, or ``architecture(info)`` for a model a ModelConfig
+    cannot describe (a compiled tracr program: bidirectional attention, separate output classes), built
+    from what the checkpoint's metadata names.
+    """
     info = read_checkpoint_info(ckpt_dir)
-    model = build_model(info.model_config, device=device)
+    model = build_model(info.model_config, device=device) if architecture is None else architecture(info)
     load_weights_into(model, load_tensors(Path(ckpt_dir) / WEIGHTS), str(Path(ckpt_dir) / WEIGHTS))
     return model, info
 

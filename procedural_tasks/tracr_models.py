@@ -28,11 +28,16 @@ from torch import Tensor
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp.errors import CheckpointError, ConfigError
+from interp import weights
+from interp.checkpoints import CheckpointInfo, check_state_dict, load_checkpoint, save_checkpoint
+from interp.errors import CheckpointError
+from interp.models import ModelConfig
 from procedural_tasks import tracr_programs
+from procedural_tasks.tracr_compilation import FORMAT_VERSION
 from procedural_tasks.tracr_programs import ProgramConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "tracr_weights"
+TASK = "tracr"  # the ``task`` a fine-tuned tracr checkpoint records in its metadata
 _BRIDGE_FIELDS = (
     "n_layers",
     "d_model",
@@ -46,6 +51,14 @@ _BRIDGE_FIELDS = (
     "normalization_type",
     "attention_dir",
 )
+_TRACR_MODULES = {  # our block part -> tracr's haiku module under transformer/layer_{i}/
+    ("attn", "q"): "attn/query",
+    ("attn", "k"): "attn/key",
+    ("attn", "v"): "attn/value",
+    ("attn", "o"): "attn/linear",
+    ("mlp", "in"): "mlp/linear_1",
+    ("mlp", "out"): "mlp/linear_2",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,47 +86,32 @@ class CompiledProgramInfo:
         return tracr_programs.decode_output(logits.detach().cpu().numpy(), config=self.config)
 
 
-def tracr_state_dict(
-    params: dict[str, np.ndarray], info: CompiledProgramInfo, *, dtype: torch.dtype = torch.float32
-) -> dict[str, Tensor]:
+def tracr_state_dict(params: dict[str, np.ndarray], info: CompiledProgramInfo) -> dict[str, Tensor]:
     """Tracr's raw parameters as a TransformerBridge state dict (keys as `model.state_dict()` names them)."""
-
-    def linear(module: str) -> tuple[Tensor, Tensor]:
-        return _tensor(params, f"{module}/w", dtype).T.contiguous(), _tensor(params, f"{module}/b", dtype)
-
     state = {
-        "embed.weight": _tensor(params, "token_embed/embeddings", dtype),
-        "pos_embed.weight": _tensor(params, "pos_embed/embeddings", dtype),
-        "unembed.weight": _unembed(info, dtype).T.contiguous(),
-        "unembed.bias": torch.zeros(len(info.output_encoding), dtype=dtype),
+        weights.EMBED: _tensor(params, "token_embed/embeddings"),
+        "pos_embed.weight": _tensor(params, "pos_embed/embeddings"),
+        weights.UNEMBED: _unembed(info).T.contiguous(),
+        "unembed.bias": torch.zeros(len(info.output_encoding)),
     }
     for layer in range(info.bridge_config["n_layers"]):
-        prefix = f"transformer/layer_{layer}"
-        parts = {
-            "attn.q": "attn/query",
-            "attn.k": "attn/key",
-            "attn.v": "attn/value",
-            "attn.o": "attn/linear",
-            "mlp.in": "mlp/linear_1",
-            "mlp.out": "mlp/linear_2",
-        }
-        for ours, theirs in parts.items():
-            weight, bias = linear(f"{prefix}/{theirs}")
-            state[f"blocks.{layer}.{ours}.weight"] = weight
-            state[f"blocks.{layer}.{ours}.bias"] = bias
+        for (block, part), module in _TRACR_MODULES.items():
+            theirs = f"transformer/layer_{layer}/{module}"
+            state[weights.block_param(layer, block, part)] = _tensor(params, f"{theirs}/w").T.contiguous()
+            state[weights.block_param(layer, block, part, "bias")] = _tensor(params, f"{theirs}/b")
     return state
 
 
-def _tensor(params: dict[str, np.ndarray], key: str, dtype: torch.dtype) -> Tensor:
+def _tensor(params: dict[str, np.ndarray], key: str) -> Tensor:
     if key not in params:
         raise CheckpointError(f"tracr weights lack {key!r}; recompile with scripts/compile_tracr.py")
-    return torch.tensor(params[key], dtype=dtype)
+    return torch.tensor(params[key], dtype=torch.float32)
 
 
-def _unembed(info: CompiledProgramInfo, dtype: torch.dtype) -> Float[Tensor, "d_model n_classes"]:
+def _unembed(info: CompiledProgramInfo) -> Float[Tensor, "d_model n_classes"]:
     """One-hot projection from the output label's residual directions onto the output classes."""
     index = {label: i for i, label in enumerate(info.residual_labels)}
-    unembed = torch.zeros(len(index), len(info.output_encoding), dtype=dtype)
+    unembed = torch.zeros(len(index), len(info.output_encoding))
     for value, class_id in info.output_encoding.items():
         label = f"{info.output_label}:{value}"
         if label not in index:
@@ -124,14 +122,9 @@ def _unembed(info: CompiledProgramInfo, dtype: torch.dtype) -> Float[Tensor, "d_
     return unembed
 
 
-def read_compiled(
-    name: str, *, weights_dir: Path | None = None
-) -> tuple[dict[str, np.ndarray], CompiledProgramInfo]:
-    """Read and check `{name}.safetensors` and `{name}.json`; raise CheckpointError on any problem."""
-    if name not in tracr_programs.PROGRAMS:
-        raise ConfigError(
-            f"unknown tracr program {name!r}; choose one of {', '.join(tracr_programs.PROGRAMS)}"
-        )
+def _program_files(name: str, weights_dir: Path | None) -> tuple[Path, Path]:
+    """``{name}.json`` and ``{name}.safetensors`` in ``weights_dir`` (default: the package's), both present."""
+    tracr_programs.program_config(name)
     folder = WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
     json_path, weights_path = folder / f"{name}.json", folder / f"{name}.safetensors"
     for path in (json_path, weights_path):
@@ -139,6 +132,11 @@ def read_compiled(
             raise CheckpointError(
                 f"tracr weights file {path} is missing; reinstall ftmech or run scripts/compile_tracr.py in a tracr venv"
             )
+    return json_path, weights_path
+
+
+def _program_info(json_path: Path, name: str) -> tuple[CompiledProgramInfo, str]:
+    """What the program's JSON says about it, and the sha256 its weights file must have."""
     try:
         meta = json.loads(json_path.read_text())
         config = tracr_programs.program_config_from_dict(meta["program"])
@@ -156,9 +154,9 @@ def read_compiled(
         raise CheckpointError(
             f"tracr metadata {json_path} is corrupted ({error!r}); recompile or reinstall"
         ) from None
-    if info.versions.get("format") != tracr_programs.FORMAT_VERSION:
+    if info.versions.get("format") != FORMAT_VERSION:
         raise CheckpointError(
-            f"{json_path} has format {info.versions.get('format')!r}, this code reads {tracr_programs.FORMAT_VERSION}; "
+            f"{json_path} has format {info.versions.get('format')!r}, this code reads {FORMAT_VERSION}; "
             "recompile with scripts/compile_tracr.py"
         )
     if info.name != name:
@@ -167,6 +165,15 @@ def read_compiled(
         tracr_programs.output_encoding_for(config)
     ):
         raise CheckpointError(f"{json_path} has encodings that differ from the {name} program's; recompile")
+    return info, expected_sha
+
+
+def read_compiled(
+    name: str, *, weights_dir: Path | None = None
+) -> tuple[dict[str, np.ndarray], CompiledProgramInfo]:
+    """Read and check `{name}.safetensors` and `{name}.json`; raise CheckpointError on any problem."""
+    json_path, weights_path = _program_files(name, weights_dir)
+    info, expected_sha = _program_info(json_path, name)
     raw = weights_path.read_bytes()
     if hashlib.sha256(raw).hexdigest() != expected_sha:
         raise CheckpointError(
@@ -179,42 +186,94 @@ def read_compiled(
     return params, info
 
 
-def load_compiled(
-    name: str, *, weights_dir: Path | None = None, dtype: str = "float32", device: str = "cpu"
-) -> tuple[TransformerBridge, CompiledProgramInfo]:
-    """The compiled `name` ("counter" or "max_identifier") as a TransformerBridge, and what it means.
+def compiled_architecture(info: CompiledProgramInfo) -> TransformerBridge:
+    """The compiled program's TransformerBridge (float32, CPU, eval mode), its weights not yet loaded.
 
-    Logits have one class per answer value (`info.output_encoding`); every non-BOS position carries the
-    answer. The caller's RNG is untouched (construction runs in `boot_native`'s forked RNG).
+    Construction runs in `boot_native`'s forked RNG, so the caller's RNG is untouched.
     """
-    if dtype not in ("float32", "float64"):
-        raise ConfigError(f"dtype {dtype!r} is not supported for tracr models; give 'float32' or 'float64'")
-    torch_dtype = getattr(torch, dtype)
-    params, info = read_compiled(name, weights_dir=weights_dir)
     fields = info.bridge_config
     config = TransformerBridgeConfig(
         **fields,
         attn_scale=math.sqrt(fields["d_head"]),
-        model_name=f"tracr-{name}",
+        model_name=f"tracr-{info.name}",
         seed=0,
-        dtype=torch_dtype,
+        dtype=torch.float32,
     )
-    model = TransformerBridge.boot_native(config, device=device, dtype=torch_dtype)
-    state = tracr_state_dict(params, info, dtype=torch_dtype)
-    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    given = {key: tuple(value.shape) for key, value in state.items()}
-    if missing := sorted(set(expected) - set(given)):
-        raise CheckpointError(
-            f"tracr weights for {name} lack {missing[:3]}; recompile with scripts/compile_tracr.py"
-        )
-    if extra := sorted(set(given) - set(expected)):
-        raise CheckpointError(f"tracr weights for {name} have unexpected {extra[:3]}; recompile")
-    for key, shape in given.items():
-        if expected[key] != shape:
-            raise CheckpointError(
-                f"tracr weights for {name} give {key} shape {shape} but the model built from the JSON "
-                f"expects {expected[key]}; the files do not belong together, recompile"
-            )
-    model.load_state_dict({key: value.to(device) for key, value in state.items()}, strict=True)
-    model.eval()
+    return TransformerBridge.boot_native(config, device="cpu", dtype=torch.float32).eval()
+
+
+def load_compiled(
+    name: str, *, weights_dir: Path | None = None
+) -> tuple[TransformerBridge, CompiledProgramInfo]:
+    """The compiled `name` ("counter" or "max_identifier") as a TransformerBridge, and what it means.
+
+    Logits have one class per answer value (`info.output_encoding`); every non-BOS position carries the
+    answer.
+    """
+    params, info = read_compiled(name, weights_dir=weights_dir)
+    model = compiled_architecture(info)
+    state = tracr_state_dict(params, info)
+    try:
+        check_state_dict(model.state_dict(), state, f"tracr weights for {name}")
+    except CheckpointError as error:
+        raise CheckpointError(f"{error}; the files do not belong together, recompile") from None
+    model.load_state_dict(state, strict=True)
     return model, info
+
+
+# --- fine-tuned tracr models: interp.checkpoints with the program named in the metadata ----------------------
+
+
+def model_config(info: CompiledProgramInfo) -> ModelConfig:
+    """The compiled architecture as far as a ModelConfig can say it (its output classes and bidirectional
+    attention are not ModelConfig fields: `compiled_architecture` builds them from the program's JSON)."""
+    fields = info.bridge_config
+    return ModelConfig(
+        n_layers=fields["n_layers"],
+        d_model=fields["d_model"],
+        n_heads=fields["n_heads"],
+        d_mlp=fields["d_mlp"],
+        d_vocab=fields["d_vocab"],
+        n_ctx=fields["n_ctx"],
+        d_head=fields["d_head"],
+        act_fn=fields["act_fn"],
+        normalization="none",
+    )
+
+
+@dataclass(frozen=True)
+class TracrCheckpoint:
+    """A loaded fine-tuned tracr model, what its program means, and the checkpoint's metadata."""
+
+    model: TransformerBridge
+    info: CompiledProgramInfo
+    metadata: dict[str, Any]
+
+
+def save_tracr_checkpoint(
+    out_dir: str | Path, model: torch.nn.Module, info: CompiledProgramInfo, metadata: dict[str, Any]
+) -> Path:
+    """``interp.checkpoints.save_checkpoint`` with the task and program named in the metadata."""
+    return save_checkpoint(
+        out_dir, model, model_config(info), {**metadata, "task": TASK, "program": info.name}
+    )
+
+
+def load_tracr_checkpoint(ckpt_dir: str | Path) -> TracrCheckpoint:
+    """A checkpoint written by `save_tracr_checkpoint`, loaded through ``interp.checkpoints.load_checkpoint``
+    into the compiled architecture of the program its metadata names."""
+    info: CompiledProgramInfo | None = None
+
+    def architecture(checkpoint: CheckpointInfo) -> TransformerBridge:
+        nonlocal info
+        if checkpoint.metadata.get("task") != TASK:
+            raise CheckpointError(
+                f"{ckpt_dir} is not a tracr checkpoint (task {checkpoint.metadata.get('task')!r}); "
+                "give a directory written by `ftmech tracr finetune`"
+            )
+        name = checkpoint.metadata["program"]
+        info, _ = _program_info(_program_files(name, None)[0], name)
+        return compiled_architecture(info)
+
+    model, checkpoint = load_checkpoint(ckpt_dir, architecture=architecture)
+    return TracrCheckpoint(model=model, info=info, metadata=checkpoint.metadata)

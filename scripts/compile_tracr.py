@@ -26,7 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from procedural_tasks import tracr_programs  # noqa: E402
+from procedural_tasks import tracr_compilation, tracr_programs  # noqa: E402
+from procedural_tasks.tracr_sampling import sample_letters  # noqa: E402
 
 DEFAULT_OUT = REPO / "procedural_tasks" / "tracr_weights"
 
@@ -35,7 +36,7 @@ def _check_against_reference(model, config: tracr_programs.ProgramConfig, n: int
     """Run tracr's own forward on n random inputs; every non-BOS position must equal the reference."""
     import jax.numpy as jnp
 
-    letters, _ = tracr_programs.sample_letters(config, n, rng=np.random.default_rng(seed))
+    letters, _ = sample_letters(config, n, rng=np.random.default_rng(seed))
     tokens = tracr_programs.encode(letters, config=config)
     class_ids = np.asarray(model.forward(model.params, jnp.asarray(tokens)).unembedded_output)
     values = np.array(list(tracr_programs.output_encoding_for(config)), dtype=object)[class_ids[:, 1:]]
@@ -59,9 +60,9 @@ def compile_and_write(name: str, out_dir: Path, *, check_n: int = 200, seed: int
     from safetensors.numpy import save
 
     config = tracr_programs.PROGRAMS[name]
-    model = tracr_programs.compile_program(config)
+    model = tracr_compilation.compile_program(config)
     _check_against_reference(model, config, check_n, seed)
-    arrays, metadata = tracr_programs.export_compiled(model, config)
+    arrays, metadata = tracr_compilation.export_compiled(model, config)
     weights = save(dict(sorted(arrays.items())))
     metadata["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     out_dir.mkdir(parents=True, exist_ok=True)

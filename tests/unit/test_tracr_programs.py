@@ -21,9 +21,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from interp import weights
 from interp.errors import CheckpointError, ConfigError, DataError
-from procedural_tasks import tracr_models
+from procedural_tasks import tracr_compilation, tracr_models
 from procedural_tasks import tracr_programs as tp
+from procedural_tasks.tracr_sampling import make_dataset, sample_letters
 
 COUNTER = tp.PROGRAMS["counter"]
 MAX_ID = tp.PROGRAMS["max_identifier"]
@@ -102,7 +104,7 @@ def test_compiled_matches_table(compiled, name):
 
 def test_counter_matches_reference_on_1k_inputs(compiled):
     model, info = compiled["counter"]
-    data = tp.make_dataset(info.config, 1000, seed=11)
+    data = make_dataset(info.config, 1000, seed=11)
     predictions = _run(model, data.tokens).argmax(-1).numpy()
     assert (predictions[:, 1:] == data.labels_pt[:, None]).all()
 
@@ -110,14 +112,14 @@ def test_counter_matches_reference_on_1k_inputs(compiled):
 @pytest.mark.slow
 def test_counter_matches_reference_on_10k_inputs(compiled):
     model, info = compiled["counter"]
-    data = tp.make_dataset(info.config, 10_000, seed=12)
+    data = make_dataset(info.config, 10_000, seed=12)
     predictions = _run(model, data.tokens).argmax(-1).numpy()
     assert (predictions[:, 1:] == data.labels_pt[:, None]).all()
 
 
 def test_max_identifier_matches_reference_on_10k_inputs(compiled):
     model, info = compiled["max_identifier"]
-    data = tp.make_dataset(info.config, 10_000, seed=13)
+    data = make_dataset(info.config, 10_000, seed=13)
     predictions = _run(model, data.tokens).argmax(-1).numpy()
     assert (predictions[:, 1:] == data.labels_pt[:, None]).all()
 
@@ -128,7 +130,7 @@ def test_padded_inputs_keep_answers_at_letter_positions(compiled, name):
     rng = np.random.default_rng(3)
     low = info.config.operand_pt if name == "max_identifier" else 1
     rows = [
-        tp.sample_letters(
+        sample_letters(
             info.config, 1, rng=rng, n_letters=int(rng.integers(low, info.config.max_seq_len + 1))
         )[0][0]
         for _ in range(300)
@@ -177,7 +179,7 @@ def _recount(config, letters: np.ndarray, operand) -> np.ndarray:
 def test_correlated_fraction_and_labels(seed, c_tr, name):
     config = tp.PROGRAMS[name]
     n = 400
-    data = tp.make_dataset(config, n, seed=seed, c_tr=c_tr, q=1)
+    data = make_dataset(config, n, seed=seed, c_tr=c_tr, q=1)
     k = int(data.correlated.sum())
     sd = math.sqrt(n * c_tr * (1 - c_tr))
     assert abs(k - n * c_tr) <= 5 * sd
@@ -200,7 +202,7 @@ def test_correlated_fraction_and_labels(seed, c_tr, name):
 )
 def test_correlated_samples_hold_other_q(name, operand_ft, q):
     config = tp.PROGRAMS[name]
-    letters, correlated = tp.sample_letters(
+    letters, correlated = sample_letters(
         config, 300, rng=np.random.default_rng(5), c_tr=1.0, operand_ft=operand_ft, q=q
     )
     assert correlated.all()
@@ -226,9 +228,7 @@ def test_correlated_samples_are_uniform_over_the_constraint(config, operand_ft, 
     )
     support = {row for row in inputs if tp.spurious_difference(config, row, operand_ft=operand_ft) == q}
     n = 200 * len(support)
-    letters, _ = tp.sample_letters(
-        config, n, rng=np.random.default_rng(9), c_tr=1.0, operand_ft=operand_ft, q=q
-    )
+    letters, _ = sample_letters(config, n, rng=np.random.default_rng(9), c_tr=1.0, operand_ft=operand_ft, q=q)
     counts = Counter(map(tuple, letters.tolist()))
     assert set(counts) == support
     chi2 = sum((counts[row] - 200) ** 2 / 200 for row in support)
@@ -250,11 +250,11 @@ def test_correlated_samples_are_uniform_over_the_constraint(config, operand_ft, 
 )
 def test_infeasible_sampling_requests_raise(name, kwargs):
     with pytest.raises(ConfigError):
-        tp.sample_letters(tp.PROGRAMS[name], 10, rng=np.random.default_rng(0), **kwargs)
+        sample_letters(tp.PROGRAMS[name], 10, rng=np.random.default_rng(0), **kwargs)
 
 
 def test_same_seed_same_data():
-    first, second = (tp.make_dataset(COUNTER, 200, seed=4, c_tr=0.5) for _ in range(2))
+    first, second = (make_dataset(COUNTER, 200, seed=4, c_tr=0.5) for _ in range(2))
     assert np.array_equal(first.tokens, second.tokens) and np.array_equal(first.correlated, second.correlated)
 
 
@@ -327,14 +327,14 @@ def test_tracr_own_model_equals_converted(compiled, name):
     pytest.importorskip("tracr")
     jnp = pytest.importorskip("jax.numpy")
     model, info = compiled[name]
-    tracr_model = tp.compile_program(info.config)
-    fresh, _ = tp.export_compiled(tracr_model, info.config)
+    tracr_model = tracr_compilation.compile_program(info.config)
+    fresh, _ = tracr_compilation.export_compiled(tracr_model, info.config)
     stored, _ = tracr_models.read_compiled(name)
     assert fresh.keys() == stored.keys()
     assert all(np.array_equal(fresh[key], stored[key]) for key in fresh)
 
     rng = np.random.default_rng(21)
-    letters, _ = tp.sample_letters(info.config, 500, rng=rng)
+    letters, _ = sample_letters(info.config, 500, rng=rng)
     short = [
         row[: int(rng.integers(info.config.max_seq_len // 2, info.config.max_seq_len))]
         for row in letters[:50]
@@ -343,7 +343,7 @@ def test_tracr_own_model_equals_converted(compiled, name):
         output = tracr_model.forward(tracr_model.params, jnp.asarray(tokens))
         tracr_classes = np.asarray(output.unembedded_output)
         residual = torch.tensor(np.asarray(output.transformer_output.output))
-        tracr_logits = residual @ tracr_models.tracr_state_dict(stored, info)["unembed.weight"].T
+        tracr_logits = residual @ tracr_models.tracr_state_dict(stored, info)[weights.UNEMBED].T
         logits = _run(model, tokens)
         assert np.array_equal(logits.argmax(-1).numpy(), tracr_classes)
         torch.testing.assert_close(logits, tracr_logits, rtol=1e-5, atol=1e-5)

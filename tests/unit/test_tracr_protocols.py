@@ -1,6 +1,6 @@
 """Tracr protocols: weight noise, MLP balancing, correlated fine-tuning batches, a short fine-tune through
 the engine (and a recorded divergence), the compiled circuit's ground truth that localisation tools must
-recover, and the Table-3 summary of a tiny study.
+recover.
 
 Ground truth, provable from the residual labels and the compiled weights: each program reads its operand
 in exactly one MLP neuron (Counter: block 0, ``tokens:a``; Max-id: block 1, ``n_larger:4``), so exchanging
@@ -15,14 +15,29 @@ import numpy as np
 import pytest
 import torch
 
-from interp import hooks
+from interp import hooks, weights
+from interp.checkpoints import WEIGHTS, read_checkpoint_info, save_checkpoint
+from interp.config import from_dict
 from interp.diffing import weight_diff
+from interp.errors import CheckpointError
 from interp.evaluation import evaluate
+from interp.models import build_model
 from interp.patching import patch_across_models
-from interp.sweeps import Job, JobResult
 from procedural_tasks import tracr_models
 from procedural_tasks import tracr_programs as tp
-from procedural_tasks import tracr_protocols as P
+from procedural_tasks.tracr_analysis import gradient_share
+from procedural_tasks.tracr_batches import dataset_batch, make_eval_data, tracr_eval_sets, training_batch_fn
+from procedural_tasks.tracr_circuit import operand_circuit, operand_direction, swap_operand
+from procedural_tasks.tracr_finetuning import SUMMARY, TracrFinetuneConfig, run_finetune, sgd_train_config
+from procedural_tasks.tracr_models import load_tracr_checkpoint
+from procedural_tasks.tracr_preparation import (
+    STUDY_NOISE_STD,
+    add_weight_noise,
+    balance_mlp_neurons,
+    prepared_model,
+)
+from procedural_tasks.tracr_sampling import sample_letters
+from tests.conftest import tiny_model_config
 
 CIRCUITS = {
     "counter": {"detector_layer": 0, "head_layer": 1, "input_direction": "tokens:a"},
@@ -48,20 +63,20 @@ def _flat(model: torch.nn.Module) -> torch.Tensor:
 def test_noise_has_the_requested_std_and_is_seeded(compiled):
     model, _ = compiled["counter"]
     before = _flat(model)
-    noisy = P.add_weight_noise(model, std=1e-3, seed=3)
+    noisy = add_weight_noise(model, std=1e-3, seed=3)
     delta = _flat(noisy) - before
     assert torch.equal(_flat(model), before)  # the caller's model is untouched
     assert abs(float(delta.std()) - 1e-3) < 2e-5  # ~187K draws: the std is within 2%
     assert abs(float(delta.mean())) < 1e-5
-    assert torch.equal(_flat(P.add_weight_noise(model, std=1e-3, seed=3)), _flat(noisy))
-    assert not torch.equal(_flat(P.add_weight_noise(model, std=1e-3, seed=4)), _flat(noisy))
-    assert torch.equal(_flat(P.add_weight_noise(model, std=0.0, seed=3)), before)
+    assert torch.equal(_flat(add_weight_noise(model, std=1e-3, seed=3)), _flat(noisy))
+    assert not torch.equal(_flat(add_weight_noise(model, std=1e-3, seed=4)), _flat(noisy))
+    assert torch.equal(_flat(add_weight_noise(model, std=0.0, seed=3)), before)
 
 
 def test_balancing_keeps_the_function_and_shrinks_the_largest_weight(compiled):
     model, info = compiled["counter"]
-    balanced = P.balance_mlp_neurons(model)
-    tokens = info.encode(tp.sample_letters(info.config, 64, rng=np.random.default_rng(0))[0])
+    balanced = balance_mlp_neurons(model)
+    tokens = info.encode(sample_letters(info.config, 64, rng=np.random.default_rng(0))[0])
     with torch.no_grad():
         assert torch.equal(model(tokens).argmax(-1), balanced(tokens).argmax(-1))
         assert torch.allclose(model(tokens), balanced(tokens), atol=5e-3)
@@ -73,7 +88,7 @@ def test_balancing_keeps_the_function_and_shrinks_the_largest_weight(compiled):
 @pytest.mark.parametrize("c_tr", [0.0, 0.3, 1.0])
 def test_finetuning_batches_carry_the_correlation_in_the_requested_fraction(program, c_tr):
     config = tp.PROGRAMS[program]
-    batch_fn = P.training_batch_fn(
+    batch_fn = training_batch_fn(
         config, target="ft", batch_size=96, seed=0, c_tr=c_tr, n_letters=N_LETTERS[program]
     )
     batches = [batch_fn(step) for step in range(4)]
@@ -92,33 +107,46 @@ def test_finetuning_batches_carry_the_correlation_in_the_requested_fraction(prog
 # --- fine-tuning through the engine ----------------------------------------------------------------------
 
 
-def _tiny_finetune(**overrides) -> P.TracrFinetuneConfig:
-    train = P.sgd_train_config(
+def _tiny_finetune(**overrides) -> TracrFinetuneConfig:
+    train = sgd_train_config(
         lr=overrides.pop("lr", 1e-2), steps=2, seed=0, grad_clip=overrides.pop("clip", 1.0)
     )
-    return P.TracrFinetuneConfig(program="counter", train=train, n_letters=6, eval_n=16, **overrides)
+    return TracrFinetuneConfig(program="counter", train=train, n_letters=6, eval_n=16, **overrides)
 
 
 def test_a_short_finetune_runs_through_the_engine_and_changes_weights(tmp_path):
     config = _tiny_finetune(c_tr=1.0, lr_level="M")
-    result = P.run_finetune(config, tmp_path)
+    result = run_finetune(config, tmp_path)
     assert result.status == "ok"
     assert [row["step"] for row in result.history] == [0, 1, 2]
     assert set(result.final_accuracy) == {"o_pt@cte1", "o_ft@cte1", "o_pt@cte0", "o_ft@cte0"}
     assert result.history[0]["eval"]["o_pt@cte0"]["accuracy"] == 1.0  # the prepared start still counts a
-    model, _, meta = P.load_tracr_model(tmp_path)
-    start, _ = P.prepared_model("counter", noise_std=config.noise_std, seed=0)
+    checkpoint = load_tracr_checkpoint(tmp_path)
+    model, meta = checkpoint.model, checkpoint.metadata
+    start, _ = prepared_model("counter", noise_std=config.noise_std, seed=0)
     assert not torch.equal(_flat(model), _flat(start))
-    assert P.finetune_config_from_dict(meta["stage_config"]) == config
-    assert json.loads((tmp_path / P.SUMMARY).read_text())["status"] == "ok"
+    assert from_dict(TracrFinetuneConfig, meta["stage_config"]) == config
+    assert json.loads((tmp_path / SUMMARY).read_text())["status"] == "ok"
+    # One checkpoint format: interp.checkpoints' config.json names the task and program beside the ModelConfig.
+    info = read_checkpoint_info(tmp_path)
+    assert info.metadata["task"] == "tracr" and info.metadata["program"] == "counter"
+    assert info.model_config.d_model == model.cfg.d_model and info.model_config.normalization == "none"
+    assert checkpoint.info.name == "counter"
+
+
+def test_a_checkpoint_of_another_task_is_not_loaded_as_tracr(tmp_path):
+    config = tiny_model_config()
+    save_checkpoint(tmp_path, build_model(config), config, {"task": "pcfg"})
+    with pytest.raises(CheckpointError, match="not a tracr checkpoint"):
+        load_tracr_checkpoint(tmp_path)
 
 
 def test_a_divergence_is_recorded_not_hidden(tmp_path):
-    result = P.run_finetune(_tiny_finetune(lr=1e8, clip=None), tmp_path)
+    result = run_finetune(_tiny_finetune(lr=1e8, clip=None), tmp_path)
     assert result.status == "diverged"
     assert "loss became" in result.error
-    assert not (tmp_path / P.WEIGHTS).exists()
-    assert json.loads((tmp_path / P.SUMMARY).read_text())["status"] == "diverged"
+    assert not (tmp_path / WEIGHTS).exists()
+    assert json.loads((tmp_path / SUMMARY).read_text())["status"] == "diverged"
 
 
 # --- the compiled circuit's ground truth and the localisation tools -----------------------------------------
@@ -127,33 +155,33 @@ def test_a_divergence_is_recorded_not_hidden(tmp_path):
 @pytest.mark.parametrize("program", ["counter", "max_identifier"])
 def test_the_operand_enters_only_through_the_detector(program, compiled):
     model, info = compiled[program]
-    circuit = P.operand_circuit(program)
+    circuit = operand_circuit(program)
     for field, value in CIRCUITS[program].items():
         assert getattr(circuit, field) == value
     index = {label: i for i, label in enumerate(info.residual_labels)}
     operands = (info.config.operand_pt, info.config.default_operand_ft)
-    columns = [index[P.operand_direction(info, op)] for op in operands]
+    columns = [index[operand_direction(info, op)] for op in operands]
     readers = {
         key
         for key, weight in model.state_dict().items()
-        if key.endswith(("attn.q.weight", "attn.k.weight", "attn.v.weight", "mlp.in.weight"))
+        if (match := weights.MATRIX_KEY.match(key)) and match[3] in ("q", "k", "v", "in")
         for column in columns
         if bool(weight[:, column].any())
     }
-    assert readers == {f"blocks.{circuit.detector_layer}.mlp.in.weight"}
+    assert readers == {weights.mlp(circuit.detector_layer, "in")}
 
 
 @pytest.mark.parametrize("program", ["counter", "max_identifier"])
 def test_localisation_tools_find_the_planted_operand_swap(program, compiled):
     model, info = compiled[program]
-    circuit = P.operand_circuit(program)
-    swapped = P.swap_operand(model, info, info.config.default_operand_ft)
-    sets = {s.name: s for s in P.tracr_eval_sets(info.config, 200, seed=0, n_letters=N_LETTERS[program])}
+    circuit = operand_circuit(program)
+    swapped = swap_operand(model, info, info.config.default_operand_ft)
+    sets = {s.name: s for s in tracr_eval_sets(info.config, 200, seed=0, n_letters=N_LETTERS[program])}
     assert evaluate(swapped, sets["o_ft@cte0"]).accuracy == 1.0  # the exact program for O_FT
     assert evaluate(swapped, sets["o_ft@cte1"]).accuracy == 1.0
 
     changed = {m.name for m in weight_diff(model, swapped).matrices if m.norm > 0}
-    assert changed == {f"blocks.{circuit.detector_layer}.mlp.in.weight"}
+    assert changed == {weights.mlp(circuit.detector_layer, "in")}
 
     names = hooks.block_outputs(model.cfg.n_layers)
     patch = patch_across_models(swapped, model, sets["o_ft@cte0"], hook_names=names)
@@ -167,84 +195,8 @@ def test_localisation_tools_find_the_planted_operand_swap(program, compiled):
 def test_sgd_on_the_compiled_counter_moves_the_discretiser_not_the_counting_head():
     """Measured, deterministic: the count-b loss gradient at the prepared Counter lies almost wholly in
     block 1's MLP (SelectorWidth's discretiser); the counting head's attention gets ~1e-5 of it."""
-    model, info = P.prepared_model("counter", noise_std=P.STUDY_NOISE_STD, seed=0)
-    data = P.make_eval_data(info.config, 96, seed=0, c_te=0, n_letters=8)
-    share = P.gradient_share(model, P.dataset_batch(data, target="ft"))
+    model, info = prepared_model("counter", noise_std=STUDY_NOISE_STD, seed=0)
+    data = make_eval_data(info.config, 96, seed=0, c_te=0, n_letters=8)
+    share = gradient_share(model, dataset_batch(data, target="ft"))
     assert share["blocks.1.mlp"] > 0.99
     assert share["blocks.1.attn"] < 1e-3 and share["blocks.0.mlp"] < 1e-3
-
-
-# --- the Table-3 summary ----------------------------------------------------------------------------------
-
-
-def test_table3_summary_layout_from_a_tiny_run(tmp_path):
-    from analyses import tracr_study as S
-
-    config = S.TracrStudyConfig(
-        programs=("counter",),
-        lr_levels=("M",),
-        c_trs=(1.0,),
-        seeds=(0, 1),
-        counter_steps=1,
-        counter_letters=5,
-        eval_n=8,
-        reverse_after=(),
-        long_steps=None,
-        analyse=False,
-    )
-    jobs = [j for j in S.build_jobs(config, tmp_path) if j.fn.endswith(":job_finetune")]
-    assert len(jobs) == 2  # one cell x 2 seeds
-    results = []
-    for job in jobs:
-        value = S.job_finetune(out_dir=job.out_dir, **job.kwargs)
-        results.append(JobResult(key=job.key, status="ok", out_dir=str(job.out_dir), value=value))
-    summary = S.summarise(config, jobs, results, wall_seconds=1.0, workers=1)
-    rows = {(r["program"], r["lr_level"], r["c_tr"]): r for r in summary["table3"]}
-    assert set(rows) == {("counter", "M", 1.0)}
-    row = rows[("counter", "M", 1.0)]
-    assert list(row["cells"]) == ["o_pt@cte1", "o_ft@cte1", "o_pt@cte0", "o_ft@cte0"]
-    assert row["n_seeds"] == 2 and row["n_diverged"] == 0
-    assert {"mean", "ci_low", "ci_high", "n"} <= set(row["cells"]["o_ft@cte1"])
-    assert row["cells"]["o_ft@cte1"]["n"] == 2
-    assert row["paper"] == {"o_pt@cte1": 0.3, "o_ft@cte1": 98.3, "o_pt@cte0": 4.2, "o_ft@cte0": 0.2}
-    assert isinstance(jobs[0], Job)
-
-
-# --- command line ---------------------------------------------------------------------------------------
-
-
-def _tracr_parser():
-    from interp.cli import ArgParser
-    from interp.cli_tracr import add_commands
-
-    parser = ArgParser(prog="ftmech")
-    add_commands(parser.add_subparsers(dest="command", required=True, parser_class=ArgParser))
-    return parser
-
-
-def test_cli_compile_without_tracr_is_a_one_line_config_error():
-    import importlib.util
-
-    from interp.errors import ConfigError
-
-    if importlib.util.find_spec("tracr") is not None:
-        pytest.skip("tracr is installed here; the missing-extra error cannot be shown")
-    args = _tracr_parser().parse_args(["tracr", "compile"])
-    with pytest.raises(ConfigError, match=r"pip install 'ftmech\[tracr\]'") as info:
-        args.handler(args)
-    assert "\n" not in str(info.value)
-
-
-def test_cli_finetune_then_analyse(tmp_path, capsys):
-    parser = _tracr_parser()
-    out = str(tmp_path / "ft")
-    argv = ["tracr", "finetune", "--lr-level", "M", "--c-tr", "1", "--steps", "2", "--n-letters", "5"]
-    args = parser.parse_args([*argv, "--eval-n", "8", "--no-progress", "--out", out])
-    args.handler(args)
-    assert json.loads(capsys.readouterr().out)["status"] == "ok"
-    args = parser.parse_args(
-        ["tracr", "analyse", out, "--prune-ks", "0,1", "--eval-n", "8", "--score-n", "8"]
-    )
-    args.handler(args)
-    report = json.loads(capsys.readouterr().out)
-    assert report["attention_head_layer"] == 1 and report["pruning_ks"] == [0, 1]
