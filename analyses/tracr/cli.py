@@ -1,27 +1,35 @@
-"""``ftmech tracr compile|finetune|analyse``: the compiled-model (Tracr) part of the study.
+"""The Tracr study on the command line: ``ftmech reproduce tracr`` and the stages one at a time
+(``ftmech tracr compile|finetune|analyse``).
 
-``add_commands(subparsers)`` adds the ``tracr`` command to ``ftmech``'s parser. Handlers import
-``procedural_tasks`` lazily, so ``interp`` keeps no import-time dependency on the task packages.
-Errors are ``FtmechError``s: ``ftmech`` prints them as one line and exits with code 2.
+Flags are config field names in kebab case; library errors are ``FtmechError``s, which ``ftmech`` prints as
+one line with exit code 2.
 """
 
 import argparse
 import importlib.util
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from analyses.tracr.config import PRESETS, TracrStudyConfig
+from analyses.tracr.jobs import run_study
+from interp.arguments import ArgParser
+from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
+from interp.jsonio import print_json
+from interp.lr_levels import LEVELS
+from procedural_tasks.tracr_analysis import ANALYSIS, TracrAnalysisConfig, analyse_finetuned
+from procedural_tasks.tracr_batches import eval_name
+from procedural_tasks.tracr_finetuning import TracrFinetuneConfig, finetune_lr, run_finetune, sgd_train_config
+from procedural_tasks.tracr_preparation import STUDY_NOISE_STD
+from procedural_tasks.tracr_programs import PROGRAMS
 
 TRACR_MISSING = (
     "ftmech tracr compile needs tracr and JAX, which are not installed; install the extra "
     "(pip install 'ftmech[tracr]') or use the precompiled weights shipped in procedural_tasks/tracr_weights"
 )
-COMPILE_SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "compile_tracr.py"
-
-
-def _print_json(payload: Any) -> None:
-    print(json.dumps(payload, indent=2, sort_keys=True, default=str))
+COMPILE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compile_tracr.py"
 
 
 def _float_or_none(text: str) -> float | None:
@@ -42,6 +50,9 @@ def _int_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+# --- the stages: ftmech tracr compile|finetune|analyse ---------------------------------------------------
+
+
 def cmd_compile(args: argparse.Namespace) -> None:
     """Compile the RASP programs with tracr and write the weights (scripts/compile_tracr.py's logic)."""
     if importlib.util.find_spec("tracr") is None or importlib.util.find_spec("jax") is None:
@@ -59,18 +70,9 @@ def cmd_compile(args: argparse.Namespace) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     """Fine-tune a compiled program to O_FT with C_Tr (the study's App. C.1 recipe); optionally analyse it."""
-    from procedural_tasks.tracr_protocols import (
-        TracrAnalysisConfig,
-        TracrFinetuneConfig,
-        analyse_finetuned,
-        lr_for_level,
-        run_finetune,
-        sgd_train_config,
-    )
-
     if (args.lr is None) == (args.lr_level is None):
         raise ConfigError("give exactly one of --lr (a number) or --lr-level (L, M, S or VS)")
-    lr = args.lr if args.lr is not None else lr_for_level(args.lr_level)
+    lr = args.lr if args.lr is not None else finetune_lr(args.lr_level)
     config = TracrFinetuneConfig(
         program=args.program,
         train=sgd_train_config(lr=lr, steps=args.steps, seed=args.seed, grad_clip=args.grad_clip),
@@ -93,27 +95,25 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         payload["error"] = result.error
     if args.analyse and result.status == "ok":
         analysis = analyse_finetuned(args.out, config=TracrAnalysisConfig(eval_n=args.eval_n))
-        payload["analysis"] = str(Path(args.out) / "analysis.json")
+        payload["analysis"] = str(Path(args.out) / ANALYSIS)
         payload["attention_head"] = analysis["attention"]["finetuned"]
-    _print_json(payload)
+    print_json(payload)
 
 
 def cmd_analyse(args: argparse.Namespace) -> None:
     """Attention masses, detector activity, single-weight pruning, weight diff and patching of a run."""
-    from procedural_tasks.tracr_protocols import TracrAnalysisConfig, analyse_finetuned
-
     config = TracrAnalysisConfig(prune_ks=args.prune_ks, score_n=args.score_n, eval_n=args.eval_n)
     result = analyse_finetuned(args.dir, config=config)
     layer = result["attention"]["layer"]
     pruning = result["pruning"]
-    _print_json(
+    print_json(
         {
-            "analysis": str(Path(args.dir) / "analysis.json"),
+            "analysis": str(Path(args.dir) / ANALYSIS),
             "attention_head_layer": layer,
             "attention_start": {g: v[layer] for g, v in result["attention"]["start"].items()},
             "attention_finetuned": {g: v[layer] for g, v in result["attention"]["finetuned"].items()},
             "pruning_ks": pruning["ks"],
-            "pruning_acc_o_pt_cte0": pruning["accuracy"]["o_pt@cte0"],
+            "pruning_acc_o_pt_cte0": pruning["accuracy"][eval_name("pt", 0)],
             "pruned_units": pruning["units"][:4],
             "patching_restored": result["patching"]["restored"],
         }
@@ -126,9 +126,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sub = tracr.add_subparsers(dest="tracr_command", required=True, parser_class=type(tracr))
 
     p = sub.add_parser("compile", help="compile the RASP programs with tracr (needs the tracr extra)")
-    p.add_argument(
-        "--programs", nargs="+", default=["counter", "max_identifier"], help="counter, max_identifier"
-    )
+    p.add_argument("--programs", nargs="+", default=list(PROGRAMS), help="counter, max_identifier")
     p.add_argument(
         "--out-dir", help="where to write {name}.safetensors/json (default: the package's tracr_weights)"
     )
@@ -137,7 +135,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a compiled program to O_FT (count b; 6th largest)")
     p.add_argument("--program", default="counter", help="counter or max_identifier")
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--lr-level", choices=["L", "M", "S", "VS"], help="eta level: 1e-1, 1e-2, 1e-3, 1e-4")
+    p.add_argument("--lr-level", choices=LEVELS, help="eta level: 1e-1, 1e-2, 1e-3, 1e-4")
     p.add_argument(
         "--c-tr", type=float, default=0.0, help="C_Tr: fraction of samples with r(x,O_FT)-r(x,O_PT)=q"
     )
@@ -145,7 +143,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=200, help="SGD steps (paper: 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weight noise, data and evaluation sets")
     p.add_argument("--n-letters", type=int, help="letters per input (default: the program's max_seq_len)")
-    p.add_argument("--noise-std", type=float, default=1e-4, help="std of the weight noise (paper: 1e-3)")
+    p.add_argument(
+        "--noise-std", type=float, default=STUDY_NOISE_STD, help="std of the weight noise (paper: 1e-3)"
+    )
     p.add_argument("--no-balance", action="store_true", help="keep tracr's unbalanced MLP weights")
     p.add_argument("--grad-clip", type=_float_or_none, default=1.0, help="global grad-norm clip, or 'none'")
     p.add_argument("--eval-n", type=int, default=500, help="inputs per evaluation set")
@@ -160,3 +160,41 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--score-n", type=int, default=512, help="inputs scoring grad x weight")
     p.add_argument("--eval-n", type=int, default=500, help="inputs per evaluation set")
     p.set_defaults(handler=cmd_analyse)
+
+
+# --- the whole study: ftmech reproduce tracr -------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgParser(prog="ftmech reproduce tracr", description="Reproduce the Tracr study end to end.")
+    p.add_argument("--out", default="runs/tracr", help="study directory (re-runs skip finished jobs)")
+    p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
+    p.add_argument("--config", help="a TracrStudyConfig JSON/YAML file (overrides --preset)")
+    p.add_argument("--seeds", type=int, help="use seeds 0..N-1")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (one torch thread each)")
+    p.add_argument("--executor", default="local", help="local or ray")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """``ftmech reproduce tracr --out runs/tracr [--preset cpu|tiny] [--config c.json] [--seeds 3]``: run
+    the study, print a one-line summary, and return the results."""
+    args = build_parser().parse_args(argv)
+    if args.config:
+        config = load_config(TracrStudyConfig, args.config)
+    else:
+        config = lookup(PRESETS, args.preset, "preset")
+    if args.seeds is not None:
+        config = from_dict(TracrStudyConfig, {**to_dict(config), "seeds": list(range(args.seeds))})
+    summary = run_study(config, args.out, workers=args.workers, executor=args.executor)
+    print(
+        json.dumps(
+            {
+                "out": args.out,
+                "wall_seconds": round(summary["wall_seconds"], 1),
+                "jobs": summary["jobs"],
+                "findings": [{"claim": f["claim"][:3], "held": f["held"]} for f in summary["findings"]],
+            }
+        )
+    )
+    return summary
