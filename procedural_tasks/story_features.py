@@ -14,35 +14,16 @@ Two kinds, with different claims:
    written independently of the generator's templates, so the test that they agree checks both. On clean generated
    stories they agree with the planted labels on every story; on corrupted generations (`corrupt_story`) they lose
    recall, never precision, because a corrupted planted sentence no longer matches. They say nothing useful about
-   real stories: a real twist has no fixed form.
-
-   Measured on 10,000 held-out stories (default config, seed 2024; corruption rng seed 7), recall per feature
-   (precision was 1.0 everywhere it was defined; clean accuracy 1.0 for all six):
-
-   | corruption     | twist | foreshadowing | dialogue | badending | moralvalue | conflict |
-   |----------------|-------|---------------|----------|-----------|------------|----------|
-   | none           | 1.00  | 1.00          | 1.00     | 1.00      | 1.00       | 1.00     |
-   | truncate       | 0.64  | 0.36          | 0.89     | 0.00      | 0.31       | 0.77     |
-   | drop_sentence  | 0.82  | 0.68          | 0.90     | 0.82      | 0.81       | 0.83     |
-   | word_noise 10% | 0.34  | 0.08          | 0.90     | 0.38      | 0.31       | 0.27     |
-
-   So a generation only counts as having a feature if it reproduces the planted form whole: a strict judge, which
-   under-counts sloppy generations (truncation always cuts the final sentence, hence badending recall 0).
+   real stories: a real twist has no fixed form. So a generation only counts as having a feature if it reproduces
+   the planted form whole: a strict judge, which under-counts sloppy generations (truncation always cuts the final
+   sentence, so a bad ending is never recalled from a truncated story).
 
 A looser twist rule, `has_twist_opener`, exists for judging the generations of small models: it accepts any text
 that contains one of the generator's four twist openers ("But then, out of nowhere," ...), whatever follows, since a
 small model often garbles the event after a correct opener. The openers occur in no other template, so on the
-generator's distribution it keeps precision 1.0 and gains recall under corruption. Measured on the same 10,000
-held-out stories (seed 2024, corruption rng seed 7, kinds applied in the order of the table, one rng):
-
-   | corruption     | strict `has_twist` recall | loose `has_twist_opener` recall | precision (both) |
-   |----------------|---------------------------|---------------------------------|------------------|
-   | none           | 1.00                      | 1.00                            | 1.00             |
-   | truncate       | 0.64                      | 0.83                            | 1.00             |
-   | drop_sentence  | 0.82                      | 0.82                            | 1.00             |
-   | word_noise 10% | 0.34                      | 0.62                            | 1.00             |
-
-It can still over-count a generation that states an opener and then no twist at all; studies report both rules.
+generator's distribution it keeps precision 1.0 and gains recall under corruption (the README gives the measured
+recall of both rules per corruption kind). It can still over-count a generation that states an opener and then no
+twist at all; studies report both rules.
 
 On real TinyStories text (`label_exact_features`) only dialogue is labelled. Twist, foreshadowing, bad ending,
 moral value and conflict have no exact surface form there; a keyword rule ("learned that", "sad") would give
@@ -54,7 +35,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from procedural_tasks.tinystories import FEATURES, QUOTE_CHARS, StoryRecord
+from procedural_tasks.story_records import FEATURES, QUOTE_CHARS, StoryRecord
 
 _QUOTE_RE = re.compile(f"[{QUOTE_CHARS}]")
 _LETTER_RE = re.compile(r"[^\W\d_]")

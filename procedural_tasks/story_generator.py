@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 
 from interp.errors import ConfigError
-from procedural_tasks.tinystories import FEATURES, StoryRecord
+from procedural_tasks.story_records import FEATURES, StoryRecord
 
 # (name, noun, subject pronoun, possessive pronoun)
 CHARACTERS: tuple[tuple[str, str, str, str], ...] = (
@@ -227,12 +227,12 @@ def _article(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
-def _story(draws: _Draws, config: StoryGeneratorConfig) -> StoryRecord:
-    planted = {f: draws.chance(p) for f, p in config.feature_probs.items()}
+def _slots(draws: _Draws) -> dict[str, str]:
+    """The template slots of one story: its two characters, place, objects and moral."""
     hero = draws.pick(CHARACTERS)
     friend = CHARACTERS[(CHARACTERS.index(hero) + 1 + draws.index(len(CHARACTERS) - 1)) % len(CHARACTERS)]
     animal, item, adj2 = draws.pick(ANIMALS), draws.pick(ITEMS), draws.pick(OBJECT_ADJECTIVES)
-    slots = {
+    return {
         "name": hero[0],
         "noun": hero[1],
         "pro": hero[2],
@@ -252,6 +252,9 @@ def _story(draws: _Draws, config: StoryGeneratorConfig) -> StoryRecord:
         "moral": draws.pick(MORALS),
     }
 
+
+def _templates(draws: _Draws, config: StoryGeneratorConfig, planted: dict[str, bool]) -> list[str]:
+    """The story's sentence templates in order: opening, planted and filler sentences, ending."""
     n_other = sum(planted[f] for f in ("twist", "conflict", "moralvalue")) + 2 * planted["foreshadowing"]
     n_speech = (1 + draws.index(2)) if planted["dialogue"] else 0
     n_speech = min(n_speech, max(1, config.max_sentences - 2 - n_other))
@@ -277,29 +280,38 @@ def _story(draws: _Draws, config: StoryGeneratorConfig) -> StoryRecord:
     if planted["moralvalue"]:
         sentences.append(draws.pick(MORAL_LINES))
     sentences.append(draws.pick(SAD_ENDINGS if planted["badending"] else HAPPY_ENDINGS))
+    return sentences
 
-    parts = [sentences[0].format_map(slots)]
-    for template in sentences[1:]:
-        parts.append("\n" if draws.chance(config.paragraph_break_p) else " ")
-        parts.append(template.format_map(slots))
-    story = "".join(parts)
 
+def _key_words(draws: _Draws, story: str, slots: dict[str, str]) -> tuple[str, ...]:
+    """Up to three of the story's own content words, for the Instruct "Words:" line."""
     candidates = (
         slots["obj"].split()[-1],
         slots["place"],
         slots["adj"],
         slots["noun"],
-        animal,
-        item,
-        adj2,
+        slots["animal"],
+        slots["item"],
+        slots["adj2"],
         "play",
     )
     in_story = set(_WORD_RE.findall(story))
     words = tuple(dict.fromkeys(w for w in candidates if w in in_story))
-    words = tuple(words[i] for i in draws.order(len(words))[:3])
+    return tuple(words[i] for i in draws.order(len(words))[:3])
+
+
+def _story(draws: _Draws, config: StoryGeneratorConfig) -> StoryRecord:
+    planted = {f: draws.chance(p) for f, p in config.feature_probs.items()}
+    slots = _slots(draws)
+    sentences = _templates(draws, config, planted)
+    parts = [sentences[0].format_map(slots)]
+    for template in sentences[1:]:
+        parts.append("\n" if draws.chance(config.paragraph_break_p) else " ")
+        parts.append(template.format_map(slots))
+    story = "".join(parts)
     return StoryRecord(
         story=story,
-        words=words,
+        words=_key_words(draws, story, slots),
         features=tuple(f for f in FEATURES if planted[f]),
         summary=draws.pick(SUMMARIES).format_map(slots),
         source="synthetic",

@@ -1,60 +1,44 @@
-"""TinyStories data layer: records, loaders, Instruct format, deletion protocols, generator, classifier, tokenizer.
+"""TinyStories data layer: records, loaders (local, hub, the shared sample), Instruct format, deletion protocols.
 
 No test touches the network: an autouse fixture makes every socket connection fail.
 """
 
 import json
-import math
 import socket
 import tarfile
 import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from interp.errors import ConfigError, DataError, OfflineError
-from procedural_tasks import tinystories as ts
-from procedural_tasks.story_features import (
-    has_bad_ending,
-    has_conflict,
-    has_dialogue,
-    has_foreshadowing,
-    has_moral_value,
-    has_twist,
-    label_exact_features,
-    planted_feature_accuracy,
-    quotations,
-    sentences,
-    synthetic_features,
-)
-from procedural_tasks.story_generator import (
-    CORRUPTION_KINDS,
-    StoryGeneratorConfig,
-    corrupt_story,
-    generate_stories,
-)
-from procedural_tasks.story_tokenizer import StoryTokenizer, StoryTokenizerConfig, train_tokenizer
-from procedural_tasks.tinystories import (
-    FEATURES,
+from procedural_tasks.story_deletion import (
     DeletionConfig,
-    StoryRecord,
     add_feature_label,
     build_deletion_set,
-    candidate_sentences,
     drop_feature,
+    keep_feature,
+    refuse_feature,
+    swap_feature_label,
+)
+from procedural_tasks.story_features import label_exact_features
+from procedural_tasks.story_instruct import (
+    candidate_sentences,
     format_instruct,
     format_instruct_prompt,
     format_instruct_texts,
-    keep_feature,
+)
+from procedural_tasks.story_loaders import (
+    SAMPLE_DIR_ENV,
+    TEXT_SEPARATOR,
     load_hub_stories,
     load_local_stories,
     load_shared_sample,
-    refuse_feature,
+    record_from_json,
+    shared_sample_dir,
     split_text_stories,
-    swap_feature_label,
 )
+from procedural_tasks.story_records import FEATURES, StoryRecord
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +79,7 @@ def test_record_rejects_unknown_and_unlabelled_features():
 
 
 def test_json_record_normalises_hub_feature_names():
-    r = ts.record_from_json(
+    r = record_from_json(
         {
             "story": " Hi. ",
             "instruction": {"words": ["a", "b"], "features": ["BadEnding", "Twist"]},
@@ -104,7 +88,7 @@ def test_json_record_normalises_hub_feature_names():
     )
     assert r.story == "Hi." and r.words == ("a", "b") and r.summary == "S"
     assert r.features == ("badending", "twist") and r.known_features == FEATURES
-    bare = ts.record_from_json({"story": "Hi."})
+    bare = record_from_json({"story": "Hi."})
     assert bare.known_features == () and bare.summary is None and bare.words == ()
 
 
@@ -345,136 +329,30 @@ def test_deletion_config_and_unlabelled_records_fail_clearly():
         drop_feature([StoryRecord(story="x", known_features=("dialogue",))], "twist")
 
 
-# ---------------------------------------------------------------- classifier
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ('Tom said, "Hi!"', True),
-        ("Lily said, “Let’s go!”", True),
-        ('“Let’s get the turkey!" said Jack.', True),  # mixed curly and straight, as in the sample
-        ("«Bonjour», dit-il.", True),
-        ('He read a sign that said "Stop".', True),  # a quotation, even if not speech
-        ("Lily's dog didn't bark.", False),  # apostrophes
-        ("She said 'hi' to the dog.", False),  # single quotes are not counted
-        ("Tom said hello and waved.", False),
-        ('He said "', False),  # unpaired
-        ('Tom said "" and left.', False),  # an empty quotation
-        ('The door said "123".', False),  # no letter inside
-        ('"Hi', False),  # cut off inside speech
-        ("", False),
-    ],
-)
-def test_has_dialogue(text, expected):
-    assert has_dialogue(text) is expected
-
-
-def test_quotations_pair_marks_in_order():
-    assert quotations('"Hi," said Tom. "Bye!"') == ["Hi,", "Bye!"]
-
-
-def test_synthetic_rules_on_hand_written_examples():
-    assert has_twist("Tom ran. But then, out of nowhere, a frog jumped out of the toy car! The end.")
-    assert not has_twist("Suddenly, it started to rain, so they ran under a tree.")
-    assert not has_twist("But then, something unexpected happened: the ball began to talk")  # no "!"
-    hint, payoff = (
-        "Mia did not know yet how important the rope would be.",
-        "Then Mia remembered the rope, and it saved the day.",
-    )
-    assert has_foreshadowing(f"{hint} Mia played. {payoff}")
-    assert not has_foreshadowing(f"{payoff} {hint}")
-    assert not has_foreshadowing(hint + " Then Mia remembered the key, and it saved the day.")
-    assert has_bad_ending("Tom played. Tom never saw his kite again.")
-    assert not has_bad_ending("Tom never saw his kite again. Then he found it.")
-    assert not has_bad_ending(
-        "Tom felt sad for a moment, but then he smiled. In the end, Tom was very happy."
-    )
-    assert has_moral_value("Ann played. The moral of the story is that sharing is caring. The end.")
-    assert not has_moral_value("They learned a new song at the park.")
-    assert has_conflict("Ben took Lily's ball, and they had a big fight.")
-    assert not has_conflict("Ben wanted to see the ball too.")
-
-
-def test_generator_is_deterministic_and_seeded():
-    config = StoryGeneratorConfig(seed=7)
-    assert generate_stories(50, config) == generate_stories(50, config)
-    assert generate_stories(50, config) != generate_stories(50, StoryGeneratorConfig(seed=8))
-    assert generate_stories(0) == []
-
-
-def test_generator_labels_agree_with_the_classifier_on_held_out_stories():
-    records = generate_stories(1500, StoryGeneratorConfig(seed=12345))
-    assert all(set(synthetic_features(r.story)) == set(r.features) for r in records)
-    counts = {f: sum(f in r.features for r in records) for f in FEATURES}
-    for f, p in StoryGeneratorConfig().feature_probs.items():
-        sd = math.sqrt(len(records) * p * (1 - p))
-        assert abs(counts[f] - len(records) * p) < 5 * sd, f
-    assert all(r.source == "synthetic" and r.known_features == FEATURES for r in records)
-    assert all(len(r.words) >= 2 and r.summary for r in records)
-    assert all(not any(c in r.story for c in '"“”') for r in records if "dialogue" not in r.features)
-    assert any("'" in r.story for r in records if "dialogue" not in r.features)
-
-
-@settings(max_examples=15, deadline=None, derandomize=True)
-@given(seed=st.integers(0, 2**32 - 1), p=st.floats(0.0, 1.0))
-def test_generator_ground_truth_holds_for_any_seed_and_probability(seed, p):
-    config = StoryGeneratorConfig(**{f"p_{f}": p for f in FEATURES}, seed=seed)
-    for r in generate_stories(40, config):
-        assert synthetic_features(r.story) == r.features
-
-
-@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
-def test_generated_stories_have_three_to_eight_sentences(p):
-    config = StoryGeneratorConfig(
-        **{f"p_{f}": p for f in FEATURES if f != "dialogue"}, p_dialogue=0.0, seed=3
-    )
-    lengths = {len(sentences(r.story)) for r in generate_stories(300, config)}
-    assert min(lengths) >= 3 and max(lengths) <= 8
-
-
-def test_corrupted_generations_lose_recall_but_not_precision():
-    records = generate_stories(400, StoryGeneratorConfig(seed=99))
-    rng = np.random.default_rng(0)
-    for kind in CORRUPTION_KINDS:
-        texts = [corrupt_story(r.story, kind=kind, rng=rng) for r in records]
-        scores = planted_feature_accuracy(records, texts)
-        for f, s in scores.items():
-            assert math.isnan(s["precision"]) or s["precision"] == 1.0, (kind, f)
-        assert min(s["accuracy"] for s in scores.values()) < 1.0 or kind == "drop_sentence"
-
-
-def test_generator_config_validates():
-    with pytest.raises(ConfigError, match="p_twist 1.2"):
-        StoryGeneratorConfig(p_twist=1.2)
-    with pytest.raises(ConfigError, match="max_sentences"):
-        StoryGeneratorConfig(min_sentences=5, max_sentences=4)
-
-
 # ---------------------------------------------------------------- the shared real sample
 
 
 def test_shared_sample_dir_follows_the_env_override(monkeypatch, tmp_path):
     (tmp_path / "s.txt").write_text('He said "hi".\n<|endoftext|>\nNo talk here.\n<|endoftext|>\n')
-    monkeypatch.setenv(ts.SAMPLE_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(SAMPLE_DIR_ENV, str(tmp_path))
     labelled = label_exact_features(load_shared_sample())
     assert [r.features for r in labelled] == [("dialogue",), ()]
     assert all(r.source == "sample" and r.known_features == ("dialogue",) for r in labelled)
-    monkeypatch.setenv(ts.SAMPLE_DIR_ENV, str(tmp_path / "missing"))
-    with pytest.raises(DataError, match=ts.SAMPLE_DIR_ENV):
+    monkeypatch.setenv(SAMPLE_DIR_ENV, str(tmp_path / "missing"))
+    with pytest.raises(DataError, match=SAMPLE_DIR_ENV):
         load_shared_sample()
 
 
 @pytest.fixture(scope="module")
 def shared_sample() -> list[StoryRecord]:
-    if ts.shared_sample_dir() is None:
-        pytest.skip(f"TinyStories sample not found (../shared/data/tinystories or ${ts.SAMPLE_DIR_ENV})")
+    if shared_sample_dir() is None:
+        pytest.skip(f"TinyStories sample not found (../shared/data/tinystories or ${SAMPLE_DIR_ENV})")
     return load_shared_sample()
 
 
 def test_shared_sample_loads_with_real_dialogue_labels(shared_sample):
     assert len(shared_sample) > 2000
-    assert all(r.story and ts.TEXT_SEPARATOR not in r.story for r in shared_sample)
+    assert all(r.story and TEXT_SEPARATOR not in r.story for r in shared_sample)
     labelled = label_exact_features(shared_sample)
     fraction = sum("dialogue" in r.features for r in labelled) / len(labelled)
     assert 0.3 < fraction < 0.8
@@ -483,63 +361,3 @@ def test_shared_sample_loads_with_real_dialogue_labels(shared_sample):
         drop_feature(labelled, "twist")
     text = format_instruct(labelled[0], rng=np.random.default_rng(0))
     assert text.endswith("\nStory: " + labelled[0].story) and "Features: Dialogue" in text
-
-
-# ---------------------------------------------------------------- tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> StoryTokenizer:
-    texts = format_instruct_texts(generate_stories(300, StoryGeneratorConfig(seed=5)))
-    return train_tokenizer(texts, config=StoryTokenizerConfig(vocab_size=300))
-
-
-def test_tokenizer_round_trips_any_text(tokenizer):
-    text = "Features: Twist\nStory: Lily said, “I’m happy!” ñ 123  \n"
-    ids = tokenizer.encode(text)
-    assert ids[0] == tokenizer.bos_id and tokenizer.eos_id not in ids
-    assert all(isinstance(i, int) and 0 <= i < tokenizer.vocab_size for i in ids)
-    assert tokenizer.decode(ids) == text
-    assert tokenizer.encode("a", bos=False, eos=True)[-1] == tokenizer.eos_id
-    assert tokenizer.encode_batch([text, "b"]) == [ids, tokenizer.encode("b")]
-    assert tokenizer.vocab_size == 300
-    with pytest.raises(DataError, match="outside the vocabulary"):
-        tokenizer.decode([300])
-
-
-def test_tokenizer_training_is_deterministic_and_saves_as_json(tokenizer, tmp_path):
-    texts = format_instruct_texts(generate_stories(300, StoryGeneratorConfig(seed=5)))
-    again = train_tokenizer(texts, config=StoryTokenizerConfig(vocab_size=300))
-    assert again.tokenizer.to_str() == tokenizer.tokenizer.to_str()
-    path = tmp_path / "tok" / "tokenizer.json"
-    tokenizer.save(path)
-    assert json.loads(path.read_text())["model"]["type"] == "BPE"
-    assert StoryTokenizer.load(path).encode(texts[0]) == tokenizer.encode(texts[0])
-    assert list(path.parent.iterdir()) == [path]
-    with pytest.raises(DataError, match="does not exist"):
-        StoryTokenizer.load(tmp_path / "missing.json")
-
-
-def test_tokenizer_config_and_corpus_are_checked():
-    with pytest.raises(ConfigError, match="vocab_size 100"):
-        StoryTokenizerConfig(vocab_size=100)
-    with pytest.raises(DataError, match="empty"):
-        train_tokenizer(["", "  "])
-
-
-def test_corrupt_story_rejects_unknown_kinds():
-    with pytest.raises(ConfigError, match="not a corruption"):
-        corrupt_story("A. B.", kind="shuffle", rng=np.random.default_rng(0))
-
-
-@pytest.mark.parametrize(
-    "config",
-    [
-        DeletionConfig(kind="refusal", p=0.5),
-        StoryGeneratorConfig(p_twist=0.1, seed=3),
-        StoryTokenizerConfig(vocab_size=512),
-    ],
-)
-def test_configs_round_trip_through_json(config):
-    interp_config = pytest.importorskip("interp.config")
-    assert interp_config.from_json(type(config), interp_config.to_json(config)) == config

@@ -1,7 +1,6 @@
-"""TinyStories protocols: story batches, the cached sampler, generation scores, probe data, stages end to end,
-the hub loader's offline error, the study config and the tinystories CLI. Tiny sizes; no network."""
+"""TinyStories protocols: story batches, generation scores, probe data, stages end to end and the hub loader's
+offline error. Tiny sizes; no network."""
 
-import argparse
 import dataclasses
 import json
 import time
@@ -12,43 +11,28 @@ import torch
 
 from interp import hooks
 from interp.activations import collect_activations
-from interp.config import from_json, to_json
 from interp.errors import ConfigError, DataError, OfflineError
 from interp.models import PRESETS, build_model
-from interp.runtime import torch_generator
 from interp.stats import wilson_ci
 from interp.training import TrainConfig
+from procedural_tasks.story_batches import encode_stories, story_batch, story_batch_fn, story_loss
+from procedural_tasks.story_checkpoints import load_hub_story_model, load_story_checkpoint
+from procedural_tasks.story_data import StoryDataConfig, build_story_splits, build_story_tokenizer, cut_story
+from procedural_tasks.story_deletion import DeletionConfig
 from procedural_tasks.story_features import has_dialogue, has_twist, has_twist_opener
 from procedural_tasks.story_generator import StoryGeneratorConfig, corrupt_story, generate_stories
-from procedural_tasks.story_protocols import (
-    CachedDecoder,
-    StoryDataConfig,
+from procedural_tasks.story_probes import feature_probes, probe_batch, study_probe_config
+from procedural_tasks.story_records import StoryRecord
+from procedural_tasks.story_scoring import feature_judges, feature_prompts, generation_score
+from procedural_tasks.story_stages import (
     StoryDeletionConfig,
     StoryPretrainConfig,
     StoryRecoveryConfig,
-    _left_pad,
-    build_story_splits,
-    build_story_tokenizer,
-    cut_story,
-    encode_stories,
-    feature_judges,
-    feature_probes,
-    feature_prompts,
-    generation_score,
-    load_hub_story_model,
-    load_story_checkpoint,
-    probe_batch,
     run_story_deletion,
     run_story_pretrain,
     run_story_recovery,
-    sample_tokens,
-    story_batch,
-    story_batch_fn,
-    story_loss,
-    study_probe_config,
 )
 from procedural_tasks.story_tokenizer import StoryTokenizerConfig, train_tokenizer
-from procedural_tasks.tinystories import DeletionConfig, StoryRecord
 
 TINY_DATA = StoryDataConfig(n_stories=200, n_ctx=256, vocab_size=512)
 
@@ -105,35 +89,6 @@ def test_cut_story_keeps_whole_sentences():
 
 
 # --- sampling and scores ------------------------------------------------------------------------------------------
-
-
-def test_cached_decoder_matches_the_bridge_forward_with_left_padding():
-    model = build_model(tiny_llama())
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=torch_generator(1)))
-    model.eval()
-    prompts = [[1, 5, 9, 3, 7], [1, 4, 8]]
-    tokens, valid = _left_pad(prompts, 0)
-    decoder = CachedDecoder(model)
-    logits = decoder.forward(tokens, valid)
-    step = torch.tensor([[11], [12]])
-    nxt = decoder.forward(step, torch.ones_like(step, dtype=torch.bool))
-    with torch.no_grad():
-        for i, p in enumerate(prompts):
-            ref = model(torch.tensor([p + [int(step[i, 0])]]))
-            assert torch.allclose(logits[i, -1], ref[0, -2], atol=1e-4)
-            assert torch.allclose(nxt[i, -1], ref[0, -1], atol=1e-4)
-
-
-def test_sample_tokens_is_seeded_and_stops_at_eos():
-    model = build_model(tiny_llama())
-    prompts = [[1, 5, 9], [1, 4, 8, 8], [1, 3]]
-    a = sample_tokens(model, prompts, max_new_tokens=12, generator=torch_generator(4), eos_id=2)
-    b = sample_tokens(model, prompts, max_new_tokens=12, generator=torch_generator(4), eos_id=2)
-    assert a == b
-    assert all(len(r) <= 12 for r in a)
-    assert all(2 not in r[:-1] for r in a)
 
 
 class ScriptModel(torch.nn.Module):
@@ -328,52 +283,3 @@ def test_hub_model_loader_fails_fast_offline(monkeypatch, tmp_path):
     with pytest.raises(OfflineError, match="HF_HUB_OFFLINE"):
         load_hub_story_model("roneneldan/TinyStories-1M")
     assert time.time() - t0 < 5
-
-
-# --- study config and CLI ---------------------------------------------------------------------------------------
-
-
-def test_study_config_validates_and_round_trips():
-    from analyses.tinystories_study import TinyStoriesStudyConfig, cpu_study_config, gpu_study_config
-
-    config = cpu_study_config("synthetic")
-    assert from_json(TinyStoriesStudyConfig, to_json(config)) == config
-    assert config.score_steps == (0, 1, 10, 100)
-    assert config.lr("M") == pytest.approx(config.pretrain_lr / 10)
-    assert config.lr("S") == pytest.approx(config.pretrain_lr / 100)
-    assert gpu_study_config("synthetic").model == PRESETS["llama_91m"]
-    with pytest.raises(ConfigError, match="seeds"):
-        cpu_study_config("synthetic", seeds=(0,))
-    with pytest.raises(ConfigError):
-        cpu_study_config("shared", deletion_kinds=("filter_mix_match",))
-    with pytest.raises(ConfigError):
-        cpu_study_config("synthetic", recovery_steps=150)
-
-
-def test_study_plan_has_a_control_recovery_and_shares_one_tokenizer(tmp_path):
-    from analyses.tinystories_study import CONTROL, cpu_study_config, plan_study
-
-    plan = plan_study(cpu_study_config("synthetic"), tmp_path)
-    assert {name for _, name in plan.recovery} == {"F (eta_M)", "F (eta_S)", CONTROL}
-    assert len([j for j in plan.jobs if "/tokenizer/" in j.key]) == 1
-    assert plan.recovery[0, CONTROL] != plan.recovery[1, CONTROL]
-
-
-def test_cli_data_prints_instruct_examples(capsys):
-    from interp.cli import ArgParser
-    from interp.cli_tinystories import add_commands
-
-    parser = ArgParser(prog="ftmech")
-    add_commands(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        ["tinystories", "data", "--set", "filter_random_labels", "--n", "2", "--n-stories", "60"]
-    )
-    args.handler(args)
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert lines[0]["set"] == "filter_random_labels"
-    for line in lines[1:]:
-        assert "twist" not in line["features"] and "twist" in line["prompt_features"]
-        assert "Twist" in line["text"] and "Story: " in line["text"]
-    with pytest.raises(ConfigError):
-        parser.parse_args(["tinystories", "data", "--set", "nope"])
-    assert isinstance(args, argparse.Namespace)

@@ -1,0 +1,232 @@
+"""One setting of the TinyStories study, its presets, and the one training recipe of its stages.
+
+LRs keep the study's ratios (``interp.lr_levels``, main-text labelling): eta_M = eta_PT / 10 and eta_S =
+eta_PT / 100 (the study's 1e-4 and 1e-5 against 1e-3); recovery runs at eta_S (the study's 1e-5). The Table 1
+columns 0 / 30 / 300 / 3000 become 0 / R/100 / R/10 / R for R recovery steps.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from interp.config import lookup
+from interp.errors import ConfigError
+from interp.lr_levels import lr_for_level
+from interp.models import PRESETS as MODEL_PRESETS
+from interp.models import ModelConfig
+from interp.revival import log_spaced_steps
+from interp.training import PRECISIONS, TrainConfig
+from procedural_tasks.story_data import StoryDataConfig
+
+DELETION_KINDS = ("filter", "filter_random_labels", "filter_mix_match")
+KIND_LABELS = {"filter": "F", "filter_random_labels": "F+RR", "filter_mix_match": "F+MM"}
+CONTROL = "Not in PT"
+PRETRAINED = "Present in PT"
+LR_LEVELS = ("M", "S")  # the study's deletion and recovery LRs (interp.lr_levels, main-text labelling)
+FINETUNE_EVALS = {"deletion": 4, "recovery": 8}  # log-spaced evaluations of the loss curve per stage
+
+
+@dataclass(frozen=True, kw_only=True)
+class TinyStoriesStudyConfig:
+    """One setting of the TinyStories study: its data, model, stage lengths, LRs and evaluation sizes."""
+
+    setting: Literal["synthetic", "shared"] = (
+        "synthetic"  # synthetic (planted twist) | shared (real, dialogue)
+    )
+    feature: str = "twist"  # the deleted and recovered feature (shared: dialogue)
+    seeds: tuple[int, ...] = (0, 1)  # model seeds (initialisation, batch order, generation draws)
+    model: ModelConfig = dataclasses.replace(
+        MODEL_PRESETS["llama_cpu"], d_model=64, n_layers=3, n_heads=4, d_mlp=168
+    )  # LLaMA-style architecture; d_vocab and n_ctx come from the tokenizer and data
+    n_stories: int = 6000  # synthetic corpus size (shared: the whole sample)
+    fields: tuple[str, ...] = ("words", "features")  # Instruct lines (the study uses all four)
+    max_story_chars: int | None = 400  # shared: stories cut at a sentence boundary (labels recomputed after)
+    n_ctx: int = 144  # tokens per text at most
+    vocab_size: int = 1024  # tokenizer vocabulary bound
+    split: tuple[float, float, float] = (0.7, 0.2, 0.1)  # pretrain / finetune / test fractions
+    data_seed: int = 0  # one corpus and tokenizer per setting, shared by all model seeds
+    batch_size: int = 32  # sequences per step in every stage
+    pretrain_steps: int = 400
+    pretrain_lr: float = 6e-3  # eta_PT; warmup then cosine (the study's 1e-3 for 91M)
+    warmup_frac: float = 0.1  # pretraining warmup fraction
+    deletion_kinds: tuple[str, ...] = (
+        "filter",
+    )  # F; add filter_random_labels (F+RR), filter_mix_match (F+MM)
+    lr_levels: tuple[str, ...] = ("M", "S")  # deletion LRs eta_M = eta_PT/10, eta_S = eta_PT/100
+    deletion_steps: int = 100  # constant LR, no warmup (study: 4000)
+    recovery_steps: int = 100  # R, the 3000-analogue; a multiple of 100 (columns 0, R/100, R/10, R)
+    recovery_lr_level: str = "S"  # recovery LR level (study: 1e-5 = eta_S)
+    n_generations: int = 128  # generations per score point and seed (the study used 16)
+    max_new_tokens: int = 130  # sampled tokens per story at most (clamped to n_ctx)
+    eval_n: int = 128  # held-out feature stories for the loss
+    probe_steps: int = 1000  # probe optimiser steps (study: 2000 at batch 128)
+    probe_test_frac: float = 0.5  # held-out fraction of the probe stories (the test split)
+    loss_tolerance: float = (
+        0.05  # recovered (loss) when the feature loss <= pretrained loss x (1 + tolerance)
+    )
+    score_threshold_frac: float = 0.9  # recovered (score) when the score >= this x the pretrained model's
+    precision: str = "fp32"  # fp32, or bf16 autocast for GPUs (gpu_study_config)
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _ = self.data  # validates setting, feature and the data sizes
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"seeds {self.seeds} must be at least two distinct seeds, e.g. --seeds 2")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        bad = [k for k in self.deletion_kinds if k not in DELETION_KINDS]
+        if bad or not self.deletion_kinds:
+            raise ConfigError(
+                f"deletion_kinds {self.deletion_kinds} must be a non-empty subset of {DELETION_KINDS}"
+            )
+        if self.setting == "shared" and "filter_mix_match" in self.deletion_kinds:
+            raise ConfigError("F+MM relabels foreshadowing, which the shared sample does not label; drop it")
+        if not self.lr_levels or any(lvl not in LR_LEVELS for lvl in self.lr_levels):
+            raise ConfigError(f"lr_levels {self.lr_levels} must be a non-empty subset of {LR_LEVELS}")
+        if self.recovery_lr_level not in LR_LEVELS:
+            raise ConfigError(f"recovery_lr_level {self.recovery_lr_level!r} must be M or S")
+        if self.recovery_steps < 100 or self.recovery_steps % 100:
+            raise ConfigError(
+                f"recovery_steps {self.recovery_steps} must be a positive multiple of 100, e.g. 100"
+            )
+        for name in (
+            "pretrain_steps",
+            "deletion_steps",
+            "batch_size",
+            "n_generations",
+            "eval_n",
+            "probe_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.pretrain_lr < 1:
+            raise ConfigError(f"pretrain_lr {self.pretrain_lr} must be in (0, 1), e.g. 6e-3")
+        if not 0 <= self.warmup_frac < 1 or not 0 < self.probe_test_frac < 1:
+            raise ConfigError("warmup_frac must be in [0, 1) and probe_test_frac in (0, 1)")
+        if self.loss_tolerance < 0 or not 0 < self.score_threshold_frac <= 1:
+            raise ConfigError("loss_tolerance must be >= 0 and score_threshold_frac in (0, 1]")
+
+    @property
+    def data(self) -> StoryDataConfig:
+        return StoryDataConfig(
+            setting=self.setting,
+            feature=self.feature,
+            n_stories=self.n_stories,
+            fields=self.fields,
+            max_story_chars=self.max_story_chars,
+            n_ctx=self.n_ctx,
+            vocab_size=self.vocab_size,
+            split=self.split,
+            seed=self.data_seed,
+        )
+
+    @property
+    def name(self) -> str:
+        return f"{self.setting}-{self.feature}"
+
+    def lr(self, level: str) -> float:
+        """eta_``level`` against this setting's pretraining LR."""
+        return lr_for_level(level, self.pretrain_lr)
+
+    @property
+    def score_steps(self) -> tuple[int, ...]:
+        """The Table 1 columns: 0, R/100, R/10, R (the study's 0 / 30 / 300 / 3000)."""
+        r = self.recovery_steps
+        return (0, r // 100, r // 10, r)
+
+    def train_config(
+        self,
+        stage: str,
+        *,
+        seed: int,
+        lr: float | None = None,
+        steps: int | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+    ) -> TrainConfig:
+        """The training recipe of a stage (the only place it is written): AdamW with weight decay 0.1 and betas
+        (0.9, 0.95) on the story tokens. Pretraining warms up for ``warmup_frac`` then decays by cosine and is
+        evaluated four times; deletion and recovery run at a constant LR and are evaluated at log-spaced steps.
+
+        ``lr`` defaults to eta_PT for pretraining and to eta at ``recovery_lr_level`` for recovery; deletion
+        needs it. ``steps``, ``batch_size`` and ``device`` default to this setting's.
+        """
+        stage_steps = {
+            "pretrain": self.pretrain_steps,
+            "deletion": self.deletion_steps,
+            "recovery": self.recovery_steps,
+        }
+        default_steps = lookup(stage_steps, stage, "stage")
+        steps = default_steps if steps is None else steps
+        if lr is None:
+            if stage == "deletion":
+                raise ConfigError("a deletion stage needs its LR, e.g. lr=config.lr('M')")
+            lr = self.pretrain_lr if stage == "pretrain" else self.lr(self.recovery_lr_level)
+        common: dict[str, Any] = {
+            "steps": steps,
+            "batch_size": batch_size or self.batch_size,
+            "lr": lr,
+            "weight_decay": 0.1,
+            "betas": (0.9, 0.95),
+            "loss": "sequence",
+            "seed": seed,
+            "device": device or self.device,
+            "precision": self.precision,
+        }
+        if stage == "pretrain":
+            return TrainConfig(**common, warmup_frac=self.warmup_frac, eval_every=max(1, steps // 4))
+        evals = tuple(log_spaced_steps(steps, FINETUNE_EVALS[stage]))
+        return TrainConfig(**common, schedule="constant", warmup_frac=0.0, eval_steps=evals)
+
+
+def deletion_name(kind: str, level: str) -> str:
+    """The study's row name, e.g. ``F (eta_M)``."""
+    return f"{KIND_LABELS[kind]} (eta_{level})"
+
+
+def cpu_study_config(setting: str = "synthetic", **overrides: Any) -> TinyStoriesStudyConfig:
+    """The CPU-scale study of one setting (synthetic twist or shared-sample dialogue): a LLaMA-style model of
+    about 0.26M parameters (``llama_cpu`` shrunk to d_model 64, 3 blocks, SwiGLU hidden 168)."""
+    if setting == "synthetic":
+        base = TinyStoriesStudyConfig(setting="synthetic", feature="twist", split=(0.7, 0.2, 0.1))
+    elif setting == "shared":
+        base = TinyStoriesStudyConfig(
+            setting="shared", feature="dialogue", split=(0.6, 0.2, 0.2), fields=("features",)
+        )
+    else:
+        raise ConfigError(f"setting {setting!r} is unknown; use synthetic or shared")
+    return dataclasses.replace(base, **overrides)
+
+
+def gpu_study_config(setting: str = "synthetic", **overrides: Any) -> TinyStoriesStudyConfig:
+    """The study's sizes (protocol §7.2-7.4) with the 91M ``llama_91m`` model, for a GPU."""
+    base = cpu_study_config(setting)
+    sizes: dict[str, Any] = {
+        "model": MODEL_PRESETS["llama_91m"],
+        "n_stories": 200_000,
+        "fields": ("words", "features", "summary", "sentence") if setting == "synthetic" else base.fields,
+        "max_story_chars": None,
+        "n_ctx": 512,
+        "vocab_size": 8192,
+        "batch_size": 128,
+        "pretrain_steps": 30_000,
+        "pretrain_lr": 1e-3,
+        "deletion_kinds": DELETION_KINDS if setting == "synthetic" else ("filter", "filter_random_labels"),
+        "deletion_steps": 4000,
+        "recovery_steps": 3000,
+        "n_generations": 256,
+        "max_new_tokens": 350,
+        "eval_n": 512,
+        "precision": "bf16",
+        "probe_steps": 2000,
+        "device": "cuda",
+    }
+    return dataclasses.replace(base, **{**sizes, **overrides})
+
+
+PRESETS = {"cpu": cpu_study_config, "gpu": gpu_study_config}
+
+
+def preset_config(preset: str, setting: str = "synthetic", **overrides: Any) -> TinyStoriesStudyConfig:
+    """The named preset (``cpu`` or ``gpu``) of one setting."""
+    return lookup(PRESETS, preset, "preset")(setting, **overrides)
