@@ -6,8 +6,8 @@ to the exact input. Special tokens get fixed ids: `<pad>` 0, `<bos>` 1, `<eos>` 
 prepends BOS and adds no EOS by default. Saved as the library's own JSON file (no pickle).
 
 Training is deterministic: the same texts and config give the same JSON file. `vocab_size` is an upper bound: a
-small or repetitive corpus can run out of pairs that occur `min_frequency` times (10,000 synthetic stories stop at
-936 tokens when asked for 1,024).
+small or repetitive corpus can run out of pairs that occur `min_frequency` times, so read the trained size from
+`StoryTokenizer.vocab_size`.
 """
 
 import os
