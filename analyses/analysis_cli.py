@@ -1,4 +1,4 @@
-"""``ftmech probe | prune | diff | patch | audit``: the analysis library on PCFG checkpoints.
+"""``ftmech probe | prune | diff | patch``: the analysis library on PCFG checkpoints.
 
 ``analyses/cli.py`` calls ``add_commands(subparsers)``. Handlers load checkpoints (``load_pcfg_model``) and
 build the counting evaluation sets (``count_a@cte0`` ...); the library modules they call never see a PCFG
@@ -14,7 +14,6 @@ from pathlib import Path
 
 from interp import hooks
 from interp.activations import check_position
-from interp.audit import AuditThresholds, audit, collect_evidence
 from interp.checkpoints import provenance
 from interp.diffing import attention_diff, key_mask, kl_by_position, weight_diff
 from interp.errors import ConfigError
@@ -96,6 +95,15 @@ def _write(out: str | None, args: argparse.Namespace, summary: dict, figures, ca
     figures = figures if isinstance(figures, list) else [figures]
     sections = [Section(title=f.layout.title.text, content=f, caption=caption) for f in figures]
     write_report(path / "report.html", title=f"ftmech {args.command}", intro_html="", sections=sections)
+
+
+def _pair(args: argparse.Namespace):
+    """(base, fine-tuned, task, O_PT evaluation set) of a two-model command, after checking one task."""
+    _setup(args)
+    base, _, task = _load(args.base, args.device)
+    finetuned, _, task_ft = _load(args.finetuned, args.device)
+    _check_same_task(task, task_ft, args.base, args.finetuned)
+    return base, finetuned, task, _pick(_eval_sets(task, args), _pt_name(args))
 
 
 def _check_same_task(task_a, task_b, a: str, b: str) -> None:
@@ -204,11 +212,7 @@ def cmd_prune(args: argparse.Namespace) -> None:
 
 
 def cmd_diff(args: argparse.Namespace) -> None:
-    _setup(args)
-    base, _, task = _load(args.base, args.device)
-    finetuned, _, task_ft = _load(args.finetuned, args.device)
-    _check_same_task(task, task_ft, args.base, args.finetuned)
-    data = _pick(_eval_sets(task, args), _pt_name(args))
+    base, finetuned, task, data = _pair(args)
     weights = weight_diff(base, finetuned)
     kl = kl_by_position(base, finetuned, data)
     tokens = data.batch.tokens
@@ -272,11 +276,7 @@ def cmd_diff(args: argparse.Namespace) -> None:
 
 
 def cmd_patch(args: argparse.Namespace) -> None:
-    _setup(args)
-    base, _, task = _load(args.base, args.device)
-    finetuned, _, task_ft = _load(args.finetuned, args.device)
-    _check_same_task(task, task_ft, args.base, args.finetuned)
-    data = _pick(_eval_sets(task, args), _pt_name(args))
+    base, finetuned, task, data = _pair(args)
     n_layers = base.cfg.n_layers
     names = [name for layer in range(n_layers) for name in (hooks.attn_out(layer), hooks.mlp_out(layer))]
     names += [hooks.resid_post(layer) for layer in range(n_layers)]
@@ -325,90 +325,6 @@ def cmd_patch(args: argparse.Namespace) -> None:
     )
 
 
-# --- audit -----------------------------------------------------------------------------------------
-
-
-THRESHOLD_FLAGS = (
-    "behaviour_ratio",
-    "probe_ratio",
-    "probe_margin",
-    "prune_k_max",
-    "prune_recovery",
-    "min_revival_speedup",
-    "rule",
-)
-
-
-def cmd_audit(args: argparse.Namespace) -> None:
-    if args.task != "count":
-        raise ConfigError(f"--task '{args.task}' is not supported yet; use --task count")
-    _setup(args)
-    changes = {f: getattr(args, f) for f in THRESHOLD_FLAGS if getattr(args, f) is not None}
-    thresholds = AuditThresholds(**changes)
-    speedups = args.revival_speedup or []
-    if speedups and len(speedups) not in (1, len(args.finetuned)):
-        raise ConfigError(
-            f"--revival-speedup has {len(speedups)} values for {len(args.finetuned)} --finetuned dirs; give one or one each"
-        )
-    pretrained, info, task = _load(args.base, args.device)
-    random_model = _random_init(info, args.device)
-    pt_name = _pt_name(args)
-    pt_eval = _pick(_eval_sets(task, args), pt_name)
-    score = _pick(_eval_sets(task, args, n=args.score_n, seed=args.seed + 1), pt_name)
-    probe_config = ProbeConfig(steps=args.probe_steps, seed=args.seed, n_classes=len(task.vocab))
-    evidence = []
-    for i, ft_dir in enumerate(args.finetuned):
-        finetuned, _, task_ft = _load(ft_dir, args.device)
-        _check_same_task(task, task_ft, args.base, ft_dir)
-        evidence.append(
-            collect_evidence(
-                pretrained,
-                finetuned,
-                pt_eval=pt_eval,
-                prune_data=score,
-                probe_data=pt_eval,
-                probe_label=f"count_{args.operand_pt}",
-                random_model=random_model,
-                probe_config=probe_config,
-                level=args.level,
-                k_max=thresholds.prune_k_max,
-                revival_speedup=(speedups[i] if len(speedups) > 1 else speedups[0]) if speedups else None,
-                seed=i,
-                name=ft_dir,
-            )
-        )
-    verdict = audit(evidence, thresholds)
-    rows = [c for c in verdict.evidence if c.value is not None]
-    fig = bar_figure(
-        [
-            {
-                "name": "value / threshold",
-                "x": [c.statistic for c in rows],
-                "ys": [[c.value / c.threshold for c in rows]],
-            }
-        ],
-        title=f"Audit of O_PT = count {args.operand_pt}: {verdict.label} ({len(evidence)} run(s)); bars >= 1 pass",
-        x_title="statistic",
-        y_title="value / threshold",
-    )
-    summary = {"verdict": verdict.to_json(), "evidence": [e.to_json() for e in evidence]}
-    _write(
-        args.out, args, summary, fig, "Each audit statistic over its threshold: a bar at or above 1 passes."
-    )
-    print_json(
-        {
-            "label": verdict.label,
-            "reason": verdict.reason,
-            "tests": verdict.tests,
-            "seed_labels": list(verdict.seed_labels),
-            "out": args.out,
-        }
-    )
-
-
-# --- parser ----------------------------------------------------------------------------------------
-
-
 def _common(p: argparse.ArgumentParser, *, n: int = 1000) -> None:
     p.add_argument("--operand-pt", default="a", help="O_PT, the pretraining operand")
     p.add_argument("--operand-ft", default="b", help="O_FT, the fine-tuning operand")
@@ -421,7 +337,7 @@ def _common(p: argparse.ArgumentParser, *, n: int = 1000) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Add ``probe``, ``prune``, ``diff``, ``patch`` and ``audit`` to the ``ftmech`` subparsers."""
+    """Add ``probe``, ``prune``, ``diff`` and ``patch`` to the ``ftmech`` subparsers."""
     p = subparsers.add_parser("probe", help="linear probes of a label at every block output, with controls")
     p.add_argument("dir", help="checkpoint directory")
     p.add_argument(
@@ -455,33 +371,3 @@ def add_commands(subparsers) -> None:
     p.add_argument("--positions", default="all", choices=["all", "answer"], help="positions patched")
     _common(p, n=500)
     p.set_defaults(handler=cmd_patch)
-
-    p = subparsers.add_parser("audit", help="label O_PT removed, wrapped or intact in fine-tuned models")
-    p.add_argument("--base", required=True, help="pretrained checkpoint directory")
-    p.add_argument(
-        "--finetuned", required=True, nargs="+", help="fine-tuned checkpoint directories (one per seed)"
-    )
-    p.add_argument("--task", default="count", help="task family (count)")
-    p.add_argument(
-        "--revival-speedup", type=float, nargs="+", help="measured revival speed-up(s): one, or one per dir"
-    )
-    p.add_argument(
-        "--level", default="neuron", choices=["neuron", "row", "weight"], help="pruning granularity"
-    )
-    p.add_argument("--score-n", type=int, default=512, help="O_PT sequences in the pruning scoring batch")
-    p.add_argument("--probe-steps", type=int, default=4000, help="probe optimizer steps")
-    p.add_argument(
-        "--behaviour-ratio", type=float, help="intact if fine-tuned/pretrained O_PT accuracy >= this (0.9)"
-    )
-    p.add_argument(
-        "--probe-ratio", type=float, help="probe retained at this fraction of the pretrained probe (0.9)"
-    )
-    p.add_argument("--probe-margin", type=float, help="probe must beat its floor by this (0.05)")
-    p.add_argument("--prune-k-max", type=int, help="most units pruning may remove (15)")
-    p.add_argument(
-        "--prune-recovery", type=float, help="fraction of the accuracy gap pruning must regain (0.5)"
-    )
-    p.add_argument("--min-revival-speedup", type=float, help="revival speed-up that counts as fast (5)")
-    p.add_argument("--rule", choices=["majority", "any", "all"], help="how passing and failing tests combine")
-    _common(p)
-    p.set_defaults(handler=cmd_audit)

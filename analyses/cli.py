@@ -49,13 +49,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``ftmech`` parser: every study's stage commands, the analyses, reproduce and report."""
-    from analyses import analysis_cli
+    from analyses import analysis_cli, audit_cli
 
     parser = ArgParser(prog="ftmech", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
     for study in STUDIES:
         _study_module(study, "cli").add_commands(sub)
     analysis_cli.add_commands(sub)
+    audit_cli.add_commands(sub)
 
     p = sub.add_parser("reproduce", help="run a whole study end to end and write results.json + report.html")
     p.add_argument("study", help=f"{', '.join(STUDIES)} (pcfg is the main job)")

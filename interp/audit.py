@@ -1,82 +1,63 @@
-"""Was a pretraining capability removed by fine-tuning, only wrapped, or left intact?
+"""Was a pretraining capability removed by fine-tuning, only wrapped, or left intact? Or can we not tell?
 
-The study's claim (protocol §1) is that fine-tuning usually learns a thin "wrapper" over a capability
-that stays in the weights. ``audit`` turns the evidence for one capability (the pretraining task
-O_PT) into one of three labels, with every check and its threshold on record:
+``audit`` turns the evidence for one capability (per seed: ``AuditEvidence``) into one of four labels:
 
-1. Behaviour: the fine-tuned model's O_PT accuracy is at least ``behaviour_ratio`` x the pretrained
-   model's. If so the label is ``"intact"``; the internal tests are reported but not needed.
-2. Otherwise the behaviour is lost, and up to three internal tests ask whether the capability is
-   still there (each is skipped when its evidence is None):
-   - probe: a linear probe still reads the O_PT label from the fine-tuned model: its best-layer
-     accuracy is >= ``probe_ratio`` x the pretrained model's and >= the probe floor (random-init
-     model or majority class) + ``probe_margin``;
-   - pruning: removing at most ``prune_k_max`` units (the study's Alg. 3) regains >= ``prune_recovery``
-     of the accuracy between the baseline and the pretrained accuracy, where baseline = max(floor,
-     fine-tuned accuracy), so K = 0 never passes and climbing back to chance earns nothing;
-   - revival: reverse fine-tuning revives O_PT >= ``min_revival_speedup`` times faster than the control
-     (e.g. Scr.+FT), a number the caller measures.
-3. Conflicts are resolved by ``rule``: ``"majority"`` (default) labels the model ``"wrapped"`` when at
-   least as many tests pass as fail (a tie counts as wrapped, the cautious label when a removed
-   safety behaviour is the question); ``"any"`` needs one pass and ``"all"`` needs every run test to
-   pass. When no test passes the rule, the label is ``"removed"``.
-
-With several ``AuditEvidence`` items (one per seed), each check's statistic is averaged over seeds and
-the label is decided on the means; the table gives each statistic's bootstrap CI, per-seed values, and
-whether the CI lies wholly on one side of the threshold, and the verdict lists each seed's own label.
+1. Behaviour: the fine-tuned model's accuracy on the capability is at least ``behaviour_ratio`` x the
+   pretrained model's: ``intact``. Where the accuracy's Wilson interval straddles that line: ``inconclusive``.
+2. Behaviour lost: four internal tests each pass, fail, or stay undecided (their interval straddles the
+   threshold, or a censored revival leaves it open); a test without evidence is not run:
+   - probe: the fine-tuned model's best-layer probe accuracy is >= ``probe_ratio`` x the pretrained model's and
+     >= the never-had-it reference's probe + ``probe_margin`` (random init / majority when no reference);
+   - pruning: over K in ``prune_ks`` with 0 < K <= ``prune_k_max`` (read by value), the best K is chosen on one
+     half of the evaluation set; on the other half it must regain >= ``prune_recovery`` of the gap between
+     max(floor, fine-tuned) and pretrained accuracy, and beat random units at the same K by ``prune_margin``;
+   - revival: relearning reaches the threshold >= ``min_revival_speedup`` times faster than the never-had-it
+     reference; a fine-tuned model that never reaches it within the horizon fails (no fast revival);
+   - patching: one component of the base model patched into the fine-tuned one restores >= ``patch_restore``
+     of the accuracy gap.
+3. Wrapped when more tests pass than fail, removed when more fail than pass; a tie (or no decided test) is
+   inconclusive. Each seed is labelled on its own; the pair's label needs a strict majority of seeds.
 """
 
 import math
-import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
-import torch
-
-from interp import hooks
-from interp.activations import Data, Position
-from interp.batches import Batch, EvalSet
 from interp.config import to_dict
-from interp.errors import ConfigError, DataError
-from interp.evaluation import evaluate
-from interp.probing import ProbeConfig, probe_layers
-from interp.pruning import Level, pruning_curve
-from interp.stats import aggregate, wilson_ci
+from interp.errors import ConfigError
+from interp.stats import t_interval, wilson_ci
 
-Label = Literal["removed", "wrapped", "intact"]
-TESTS = ("probe", "pruning", "revival")
+Label = Literal["removed", "wrapped", "intact", "inconclusive"]
+Outcome = Literal["pass", "fail", "undecided"]
+TESTS = ("probe", "pruning", "revival", "patching")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AuditThresholds:
     """The numbers that turn evidence into a verdict; every one is reported beside the result."""
 
-    behaviour_ratio: float = 0.9  # intact if fine-tuned O_PT accuracy >= this x pretrained
-    probe_ratio: float = 0.9  # probe retained if fine-tuned probe accuracy >= this x pretrained ...
-    probe_margin: float = 0.05  # ... and >= the probe floor + this margin
+    behaviour_ratio: float = 0.9  # intact if fine-tuned accuracy >= this x pretrained
+    probe_ratio: float = 0.9  # probe retained if fine-tuned probe >= this x pretrained probe ...
+    probe_margin: float = 0.05  # ... and >= the never-had-it reference's probe + this margin
     prune_k_max: int = 15  # most units pruning may remove (the study's Fig. 7 range)
-    prune_recovery: float = 0.5  # fraction of the gap (pretrained - baseline) that pruning must regain
-    min_revival_speedup: float = 5.0  # reverse fine-tuning at least this many times faster than the control
-    rule: Literal["majority", "any", "all"] = "majority"  # how passing and failing tests combine
-    confidence: float = 0.95  # level of the bootstrap and Wilson intervals
-    seed: int = 0  # bootstrap resampling
+    prune_recovery: float = 0.5  # fraction of the gap (pretrained - baseline) pruning must regain
+    prune_margin: float = 0.05  # pruned accuracy must beat random units at the same K by this much
+    min_revival_speedup: float = 5.0  # relearning at least this many times faster than the reference
+    patch_restore: float = 0.5  # fraction of the accuracy gap one patched component must restore
+    confidence: float = 0.95  # level of the Wilson and t intervals
 
     def __post_init__(self) -> None:
-        for name in ("behaviour_ratio", "probe_ratio", "prune_recovery"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
-        if not 0 <= self.probe_margin < 1:
-            raise ConfigError(f"probe_margin must be in [0, 1), got {self.probe_margin}")
+        for name in ("behaviour_ratio", "probe_ratio", "prune_recovery", "patch_restore"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        for name in ("probe_margin", "prune_margin"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.prune_k_max < 1:
             raise ConfigError(f"prune_k_max must be >= 1, got {self.prune_k_max}")
-        if not (self.min_revival_speedup > 0 and math.isfinite(self.min_revival_speedup)):
-            raise ConfigError(
-                f"min_revival_speedup must be a positive number, got {self.min_revival_speedup}"
-            )
-        if self.rule not in ("majority", "any", "all"):
-            raise ConfigError(f"unknown rule '{self.rule}'; use majority, any or all")
+        if not (self.min_revival_speedup > 1 and math.isfinite(self.min_revival_speedup)):
+            raise ConfigError(f"min_revival_speedup must be a number > 1, got {self.min_revival_speedup}")
         if not 0 < self.confidence < 1:
             raise ConfigError(f"confidence must be in (0, 1), got {self.confidence}")
 
@@ -85,287 +66,264 @@ class AuditThresholds:
 class AuditEvidence:
     """The numbers of one run (one seed) for one capability; any task's results can fill it.
 
-    Accuracies are fractions in [0, 1] on the O_PT evaluation set; probe accuracies are held-out
-    best-layer accuracies of the O_PT label; ``prune_curve[K]`` is the O_PT accuracy of the fine-tuned
-    model after pruning its top-K units (K = 0, 1, ...).
+    Accuracies are fractions on the capability's evaluation set (``n_eval`` examples). Pruning gives the
+    accuracy at each K of ``prune_ks`` on the selection half, on the report half, and for random units on
+    the report half. Revival gives relearning steps-to-threshold of the fine-tuned model and of the
+    never-had-it reference (None: censored at ``revival_horizon``); no horizon means revival was not run.
     """
 
-    pt_accuracy: float  # pretrained model on O_PT
-    ft_accuracy: float  # fine-tuned model on O_PT
-    accuracy_floor: float = 0.0  # chance floor on O_PT (majority answer, or a random-init model)
-    probe_pt: float | None = None  # probe on the pretrained model
-    probe_ft: float | None = None  # probe on the fine-tuned model
-    probe_floor: float | None = None  # probe on a random-init model, or the majority floor
-    prune_curve: tuple[float, ...] | None = None  # O_PT accuracy after pruning K = 0, 1, ... units
-    revival_speedup: float | None = None  # control's revival time / reverse fine-tuning's
-    n_eval: int | None = None  # O_PT evaluation examples (for Wilson intervals)
+    pt_accuracy: float  # pretrained model
+    ft_accuracy: float  # fine-tuned model
+    accuracy_floor: float = 0.0  # chance floor (majority answer, or a random-init model)
+    n_eval: int | None = None  # evaluation examples (for Wilson intervals)
+    probe_pt: float | None = None  # best-layer held-out probe accuracy: pretrained
+    probe_ft: float | None = None  # ... fine-tuned
+    probe_reference: float | None = None  # ... the never-had-it reference
+    probe_floor: float | None = None  # ... random init, or the majority class
+    n_probe: int | None = None  # held-out probe examples
+    prune_ks: tuple[int, ...] | None = None
+    prune_select: tuple[float, ...] | None = None  # accuracy after pruning K units, selection half
+    prune_report: tuple[float, ...] | None = None  # ... report half
+    prune_random: tuple[float, ...] | None = None  # ... K random units, report half
+    n_prune_report: int | None = None
+    revival_steps: int | None = None  # fine-tuned model's relearning steps to threshold (None: censored)
+    reference_revival_steps: int | None = None  # the reference's (None: censored)
+    revival_horizon: int | None = None  # relearning steps run; None: revival not measured
+    reference_kind: str | None = None  # what the reference is (never-had-it model, re-initialised copy)
+    patch_restored: float | None = None  # largest fraction of the gap restored by one patched component
     seed: int | None = None
     name: str | None = None
 
     def __post_init__(self) -> None:
-        for key in ("pt_accuracy", "ft_accuracy", "accuracy_floor", "probe_pt", "probe_ft", "probe_floor"):
+        for key in (
+            "pt_accuracy",
+            "ft_accuracy",
+            "accuracy_floor",
+            "probe_pt",
+            "probe_ft",
+            "probe_reference",
+        ):
             value = getattr(self, key)
             if value is not None and not 0 <= value <= 1:
                 raise ConfigError(f"evidence {key} must be an accuracy in [0, 1], got {value}")
-        if self.prune_curve is not None and any(not 0 <= v <= 1 for v in self.prune_curve):
-            raise ConfigError("evidence prune_curve must hold accuracies in [0, 1]")
         if (self.probe_pt is None) != (self.probe_ft is None):
             raise ConfigError("give both probe_pt and probe_ft, or neither")
-        if self.revival_speedup is not None and not self.revival_speedup > 0:
-            raise ConfigError(f"revival_speedup must be > 0, got {self.revival_speedup}")
+        curves = (self.prune_select, self.prune_report, self.prune_random)
+        if self.prune_ks is not None:
+            if any(c is None or len(c) != len(self.prune_ks) for c in curves):
+                raise ConfigError("prune_select, prune_report and prune_random need one accuracy per K")
+            if len(set(self.prune_ks)) != len(self.prune_ks) or min(self.prune_ks) < 0:
+                raise ConfigError(f"prune_ks must be distinct K >= 0, got {self.prune_ks}")
+        for steps in (self.revival_steps, self.reference_revival_steps):
+            if steps is not None and (self.revival_horizon is None or not 0 <= steps <= self.revival_horizon):
+                raise ConfigError("revival steps need a revival_horizon and must lie in [0, horizon]")
 
     def to_json(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
-class Check:
-    """One row of the evidence table: a statistic, its threshold and whether it passes."""
+class TestResult:
+    """One internal test of one seed: its statistic, the line it is held to, and the outcome."""
 
-    test: str  # behaviour | probe | pruning | revival
-    statistic: str  # what ``value`` measures
-    value: float | None  # mean over seeds; None when the evidence was not given
+    test: str
+    outcome: Outcome
+    value: float | None  # the statistic (accuracy, recovery fraction, speed-up ...)
     threshold: float
-    passed: bool | None
-    per_seed: tuple[float | None, ...]
-    ci_low: float | None = None
-    ci_high: float | None = None
-    robust: bool | None = None  # the CI lies wholly on the side of the threshold that ``passed`` says
+    detail: str  # how the outcome was reached, in words
 
 
-def _statistics(e: AuditEvidence, t: AuditThresholds) -> dict[str, tuple[str, str, float | None, float]]:
-    """(test, statistic description, value, threshold) per check; every check passes when value >= threshold."""
+def _interval(accuracy: float, n: int | None, confidence: float) -> tuple[float, float]:
+    if not n:
+        return accuracy, accuracy
+    return wilson_ci(round(accuracy * n), n, confidence=confidence)
+
+
+def _decide(low: float, high: float, threshold: float) -> Outcome:
+    return "pass" if low >= threshold else "fail" if high < threshold else "undecided"
+
+
+def _probe(e: AuditEvidence, t: AuditThresholds) -> TestResult | None:
+    if e.probe_ft is None or e.probe_pt is None:
+        return None
+    reference = e.probe_reference if e.probe_reference is not None else (e.probe_floor or 0.0)
+    what = "never-had-it reference" if e.probe_reference is not None else "random-init / majority floor"
+    threshold = max(t.probe_ratio * e.probe_pt, reference + t.probe_margin)
+    low, high = _interval(e.probe_ft, e.n_probe, t.confidence)
+    detail = f"probe {e.probe_ft:.3f} vs max({t.probe_ratio:g} x pretrained {e.probe_pt:.3f}, {what} {reference:.3f} + {t.probe_margin:g})"
+    return TestResult("probe", _decide(low, high, threshold), e.probe_ft, threshold, detail)
+
+
+def _pruning(e: AuditEvidence, t: AuditThresholds) -> TestResult | None:
+    if e.prune_ks is None:
+        return None
+    valid = [i for i, k in enumerate(e.prune_ks) if 0 < k <= t.prune_k_max]
+    zero = e.prune_ks.index(0) if 0 in e.prune_ks else None
+    baseline = max(e.accuracy_floor, e.prune_report[zero] if zero is not None else e.ft_accuracy)
+    gap = e.pt_accuracy - baseline
+    if not valid or gap <= 0:
+        return None
+    best = max(valid, key=lambda i: (e.prune_select[i], -e.prune_ks[i]))
+    k, acc, rnd = e.prune_ks[best], e.prune_report[best], e.prune_random[best]
+    low, high = _interval(acc, e.n_prune_report, t.confidence)
+    need = baseline + t.prune_recovery * gap
+    threshold = max(need, rnd + t.prune_margin)
+    detail = (
+        f"K={k} (chosen on the selection half): {acc:.3f} on the report half vs baseline {baseline:.3f} + "
+        f"{t.prune_recovery:g} x gap {gap:.3f} = {need:.3f}, and random units at K={k} {rnd:.3f} + {t.prune_margin:g}"
+    )
+    return TestResult(
+        "pruning", _decide(low, high, threshold), (acc - baseline) / gap, t.prune_recovery, detail
+    )
+
+
+def _revival(e: AuditEvidence, t: AuditThresholds) -> TestResult | None:
+    if e.revival_horizon is None:
+        return None
+    horizon, need = e.revival_horizon, t.min_revival_speedup
+    ref_text = e.reference_kind or "reference"
+    if e.revival_steps is None:
+        return TestResult(
+            "revival", "fail", None, need, f"not revived within {horizon} steps: no fast revival"
+        )
+    ft_steps = max(1, e.revival_steps)
+    if e.reference_revival_steps is None:
+        bound = max(1, horizon) / ft_steps
+        outcome: Outcome = "pass" if bound >= need else "undecided"
+        detail = f"revived in {e.revival_steps} steps; the {ref_text} not within {horizon}: speed-up >= {bound:.1f}x"
+        return TestResult("revival", outcome, bound, need, detail)
+    value = max(1, e.reference_revival_steps) / ft_steps
+    detail = (
+        f"revived in {e.revival_steps} steps vs the {ref_text}'s {e.reference_revival_steps}: {value:.1f}x"
+    )
+    return TestResult("revival", "pass" if value >= need else "fail", value, need, detail)
+
+
+def _patching(e: AuditEvidence, t: AuditThresholds) -> TestResult | None:
+    if e.patch_restored is None:
+        return None
+    outcome: Outcome = "pass" if e.patch_restored >= t.patch_restore else "fail"
+    detail = f"one patched component restores {e.patch_restored:.2f} of the gap"
+    return TestResult("patching", outcome, e.patch_restored, t.patch_restore, detail)
+
+
+@dataclass(frozen=True)
+class SeedVerdict:
+    """The label of one seed, with its behaviour check and the outcome of each internal test."""
+
+    label: Label
+    reason: str
+    behaviour: TestResult | None
+    tests: tuple[TestResult, ...]
+    seed: int | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def seed_verdict(e: AuditEvidence, t: AuditThresholds) -> SeedVerdict:
+    """Label one seed's evidence: intact, wrapped, removed or inconclusive."""
     if e.pt_accuracy <= e.accuracy_floor:
-        raise DataError(
-            f"pretrained O_PT accuracy {e.pt_accuracy:.3f} is not above its floor {e.accuracy_floor:.3f}; "
-            "there is no capability to audit"
+        reason = f"pretrained accuracy {e.pt_accuracy:.3f} is not above its floor {e.accuracy_floor:.3f}: nothing to audit"
+        return SeedVerdict("inconclusive", reason, None, (), e.seed)
+    need = t.behaviour_ratio * e.pt_accuracy
+    low, high = _interval(e.ft_accuracy, e.n_eval, t.confidence)
+    detail = f"fine-tuned {e.ft_accuracy:.3f} vs {t.behaviour_ratio:g} x pretrained {e.pt_accuracy:.3f} = {need:.3f}"
+    behaviour = TestResult("behaviour", _decide(low, high, need), e.ft_accuracy, need, detail)
+    if behaviour.outcome == "pass":
+        return SeedVerdict(
+            "intact", "the fine-tuned model still performs the capability", behaviour, (), e.seed
         )
-    stats: dict[str, tuple[str, str, float | None, float]] = {
-        "behaviour_ratio": (
-            "behaviour",
-            "fine-tuned / pretrained O_PT accuracy",
-            e.ft_accuracy / e.pt_accuracy,
-            t.behaviour_ratio,
-        ),
-    }
-    ratio = above = None
-    if e.probe_pt is not None and e.probe_ft is not None:
-        ratio = e.probe_ft / e.probe_pt if e.probe_pt > 0 else 0.0
-        above = e.probe_ft - (e.probe_floor if e.probe_floor is not None else 0.0)
-    stats["probe_ratio"] = ("probe", "fine-tuned / pretrained probe accuracy", ratio, t.probe_ratio)
-    stats["probe_above_floor"] = ("probe", "fine-tuned probe accuracy - probe floor", above, t.probe_margin)
-    recovery = None
-    if e.prune_curve is not None and len(e.prune_curve) > 1:
-        baseline = max(e.accuracy_floor, e.ft_accuracy)
-        gap = e.pt_accuracy - baseline
-        best = max(e.prune_curve[1 : t.prune_k_max + 1])
-        recovery = (best - baseline) / gap if gap > 0 else None
-    stats["prune_recovery"] = (
-        "pruning",
-        f"fraction of (pretrained - max(floor, fine-tuned)) accuracy regained by pruning <= {t.prune_k_max} units",
-        recovery,
-        t.prune_recovery,
-    )
-    stats["revival_speedup"] = (
-        "revival",
-        "revival speed-up over the control",
-        e.revival_speedup,
-        t.min_revival_speedup,
-    )
-    return stats
-
-
-def _label(tests: dict[str, bool | None], rule: str) -> Label:
-    if tests["behaviour"]:
-        return "intact"
-    run = [tests[name] for name in TESTS if tests[name] is not None]
-    if not run:
-        raise DataError(
-            "behaviour is lost but the evidence has no probe, pruning or revival numbers; "
-            "the audit cannot tell removed from wrapped"
+    if behaviour.outcome == "undecided":
+        return SeedVerdict(
+            "inconclusive", "the behaviour's interval straddles the line", behaviour, (), e.seed
         )
-    passed = sum(run)
-    wrapped = {"any": passed >= 1, "all": passed == len(run), "majority": passed >= len(run) - passed}[rule]
-    return "wrapped" if wrapped else "removed"
-
-
-def _tests(checks: dict[str, Check]) -> dict[str, bool | None]:
-    out: dict[str, bool | None] = {}
-    for test in ("behaviour", *TESTS):
-        results = [c.passed for c in checks.values() if c.test == test and c.passed is not None]
-        out[test] = None if not results else all(results)
-    return out
+    tests = tuple(r for r in (_probe(e, t), _pruning(e, t), _revival(e, t), _patching(e, t)) if r is not None)
+    votes = Counter(r.outcome for r in tests)
+    label: Label = (
+        "wrapped"
+        if votes["pass"] > votes["fail"]
+        else "removed"
+        if votes["fail"] > votes["pass"]
+        else "inconclusive"
+    )
+    reason = (
+        f"behaviour lost; {votes['pass']} test(s) pass, {votes['fail']} fail, {votes['undecided']} undecided "
+        f"({', '.join(f'{r.test}: {r.outcome}' for r in tests) or 'no test had evidence'})"
+    )
+    return SeedVerdict(label, reason, behaviour, tests, e.seed)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The audit's label, its evidence table and tests, the thresholds, and each seed's own label."""
+    """The pair's label (a strict majority of seeds, else inconclusive), each seed's verdict, and per test
+    the mean statistic over seeds with its t-interval."""
 
     label: Label
-    evidence: tuple[Check, ...]
-    tests: dict[str, bool | None]  # behaviour | probe | pruning | revival -> passed (None: not run)
-    thresholds: AuditThresholds
-    seed_labels: tuple[str, ...]
-    accuracy_ci: dict[str, tuple[float, float]] | None  # Wilson intervals (one seed with n_eval)
     reason: str
+    seeds: tuple[SeedVerdict, ...]
+    summary: dict[str, dict] = field(default_factory=dict)  # test -> {mean, t_interval, per_seed, outcomes}
+    thresholds: AuditThresholds = field(default_factory=AuditThresholds)
 
     @property
-    def n_seeds(self) -> int:
-        return len(self.seed_labels)
+    def seed_labels(self) -> tuple[str, ...]:
+        return tuple(s.label for s in self.seeds)
+
+    @property
+    def agreement(self) -> float:
+        """Fraction of seeds whose label is the pair's most common seed label."""
+        return Counter(self.seed_labels).most_common(1)[0][1] / len(self.seeds)
 
     def to_json(self) -> dict:
         return {
             "label": self.label,
             "reason": self.reason,
-            "tests": self.tests,
-            "evidence": [{**asdict(c), "per_seed": list(c.per_seed)} for c in self.evidence],
-            "thresholds": to_dict(self.thresholds),
-            "n_seeds": self.n_seeds,
             "seed_labels": list(self.seed_labels),
-            "accuracy_ci": None
-            if self.accuracy_ci is None
-            else {k: list(v) for k, v in self.accuracy_ci.items()},
+            "agreement": self.agreement,
+            "seeds": [s.to_json() for s in self.seeds],
+            "summary": self.summary,
+            "thresholds": to_dict(self.thresholds),
         }
 
 
-def _reason(label: Label, tests: dict[str, bool | None], rule: str) -> str:
-    if label == "intact":
-        return "the fine-tuned model still performs the pretraining task"
-    passed = [t for t in TESTS if tests[t]]
-    failed = [t for t in TESTS if tests[t] is False]
-    return (
-        f"behaviour lost; internal tests passed: {', '.join(passed) or 'none'}; "
-        f"failed: {', '.join(failed) or 'none'} (rule: {rule})"
-    )
+def _summary(seeds: tuple[SeedVerdict, ...], confidence: float) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for test in ("behaviour", *TESTS):
+        results = [
+            next(
+                (r for r in ((s.behaviour,) if test == "behaviour" else s.tests) if r and r.test == test),
+                None,
+            )
+            for s in seeds
+        ]
+        values = [r.value for r in results if r is not None and r.value is not None]
+        if not values:
+            continue
+        interval = t_interval(values, confidence=confidence)
+        out[test] = {
+            "mean": sum(values) / len(values),
+            "t_interval": None if interval is None else list(interval),
+            "per_seed": [None if r is None else r.value for r in results],
+            "outcomes": [None if r is None else r.outcome for r in results],
+            "threshold": next(r.threshold for r in results if r is not None),
+        }
+    return out
 
 
 def audit(
-    evidence: AuditEvidence | Sequence[AuditEvidence], thresholds: AuditThresholds | None = None
+    evidence: AuditEvidence | list[AuditEvidence], thresholds: AuditThresholds | None = None
 ) -> Verdict:
-    """Label one capability removed, wrapped or intact from the evidence of one or several seeds."""
+    """Label one capability of one model pair from the evidence of one or several seeds."""
     t = thresholds or AuditThresholds()
     items = [evidence] if isinstance(evidence, AuditEvidence) else list(evidence)
     if not items:
-        raise DataError("audit needs at least one AuditEvidence")
-    per_seed = [_statistics(e, t) for e in items]
-    checks: dict[str, Check] = {}
-    for key, (test, description, _, threshold) in per_seed[0].items():
-        values = [s[key][2] for s in per_seed]
-        given = [v for v in values if v is not None]
-        if given and len(given) != len(values):
-            warnings.warn(
-                f"'{key}' is missing for some seeds; it is averaged over {len(given)}", stacklevel=2
-            )
-        if not given:
-            checks[key] = Check(test, description, None, threshold, None, tuple(values))
-            continue
-        agg = aggregate(given, confidence=t.confidence, seed=t.seed)
-        mean = float(agg["mean"])
-        passed = mean >= threshold
-        low, high = agg["ci_low"], agg["ci_high"]
-        robust = None if low is None else (low >= threshold if passed else high < threshold)
-        checks[key] = Check(test, description, mean, threshold, passed, tuple(values), low, high, robust)
-    tests = _tests(checks)
-    label = _label(tests, t.rule)
-    seed_labels = []
-    for stats in per_seed:
-        seed_checks = {
-            k: Check(test, d, v, thr, None if v is None else v >= thr, (v,))
-            for k, (test, d, v, thr) in stats.items()
-        }
-        seed_tests = _tests(seed_checks)
-        try:
-            seed_labels.append(_label(seed_tests, t.rule))
-        except DataError:
-            seed_labels.append("unknown")
-    accuracy_ci = None
-    if len(items) == 1 and items[0].n_eval:
-        e, n = items[0], items[0].n_eval
-        accuracy_ci = {
-            "pt_accuracy": wilson_ci(round(e.pt_accuracy * n), n, confidence=t.confidence),
-            "ft_accuracy": wilson_ci(round(e.ft_accuracy * n), n, confidence=t.confidence),
-        }
-        if e.prune_curve is not None and len(e.prune_curve) > 1:
-            best = max(e.prune_curve[1 : t.prune_k_max + 1])
-            accuracy_ci["pruned_accuracy"] = wilson_ci(round(best * n), n, confidence=t.confidence)
-    return Verdict(
-        label=label,
-        evidence=tuple(checks.values()),
-        tests=tests,
-        thresholds=t,
-        seed_labels=tuple(seed_labels),
-        accuracy_ci=accuracy_ci,
-        reason=_reason(label, tests, t.rule),
+        raise ConfigError("audit needs at least one AuditEvidence")
+    seeds = tuple(seed_verdict(e, t) for e in items)
+    top, count = Counter(s.label for s in seeds).most_common(1)[0]
+    label: Label = top if count * 2 > len(seeds) else "inconclusive"
+    reason = (
+        f"{count} of {len(seeds)} seed(s) say {top}"
+        if label == top
+        else f"no label has a strict majority of seeds ({', '.join(s.label for s in seeds)})"
     )
-
-
-def collect_evidence(
-    pretrained: torch.nn.Module,
-    finetuned: torch.nn.Module,
-    *,
-    pt_eval: EvalSet,
-    prune_data: Batch | EvalSet,
-    probe_data: Data | None = None,
-    probe_label: str | None = None,
-    probe_hook_names: Iterable[str] | None = None,
-    position: Position = "answer",
-    random_model: torch.nn.Module | None = None,
-    probe_config: ProbeConfig | None = None,
-    level: Level = "neuron",
-    k_max: int = 15,
-    revival_speedup: float | None = None,
-    seed: int | None = None,
-    name: str | None = None,
-) -> AuditEvidence:
-    """Measure ``AuditEvidence`` with this package: O_PT accuracies, probes and a pruning curve.
-
-    ``prune_data`` scores the units (use examples disjoint from ``pt_eval``); the pruning curve is
-    measured on ``pt_eval``. Probes run when ``probe_data`` and ``probe_label`` are given, on the
-    study's sites (embedding output and every block output) unless ``probe_hook_names`` says
-    otherwise; ``random_model`` (same architecture, random weights) sets the accuracy and probe floors.
-    The revival speed-up comes from the caller (see ``interp.revival``).
-    """
-    pt_result = evaluate(pretrained, pt_eval)
-    ft_result = evaluate(finetuned, pt_eval)
-    floor = pt_result.majority_floor
-    if random_model is not None:
-        floor = max(floor, evaluate(random_model, pt_eval).accuracy)
-    probe_pt = probe_ft = probe_floor = None
-    if (probe_data is None) != (probe_label is None):
-        raise ConfigError("give both probe_data and probe_label, or neither")
-    if probe_data is not None and probe_label is not None:
-        names = list(probe_hook_names or hooks.residual_stream(pretrained.cfg.n_layers))
-        data = list(probe_data) if not isinstance(probe_data, (Batch, EvalSet)) else probe_data
-
-        def best(model: torch.nn.Module) -> tuple[float, float]:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                result = probe_layers(
-                    model,
-                    data,
-                    hook_names=names,
-                    label=probe_label,
-                    position=position,
-                    config=probe_config,
-                    control=False,
-                )
-            top = result.best()[0]
-            return result.task[top].test_accuracy, result.task[top].majority_floor
-
-        probe_pt, majority = best(pretrained)
-        probe_ft, _ = best(finetuned)
-        probe_floor = majority if random_model is None else max(majority, best(random_model)[0])
-    curve = pruning_curve(finetuned, prune_data, [pt_eval], ks=range(k_max + 1), level=level)
-    return AuditEvidence(
-        pt_accuracy=pt_result.accuracy,
-        ft_accuracy=ft_result.accuracy,
-        accuracy_floor=floor,
-        probe_pt=probe_pt,
-        probe_ft=probe_ft,
-        probe_floor=probe_floor,
-        prune_curve=curve.accuracy[pt_eval.name],
-        revival_speedup=revival_speedup,
-        n_eval=pt_result.n,
-        seed=seed,
-        name=name,
-    )
+    return Verdict(label, reason, seeds, _summary(seeds, t.confidence), t)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from interp import hooks
+from interp import hooks, weights
 from interp.batches import Batch, EvalSet
 from interp.config import to_dict
 from interp.errors import ConfigError, DataError
@@ -23,6 +23,7 @@ from interp.evaluation import answer_logits
 from interp.models import model_device
 from interp.pruning import _as_batch, _n_layers_with_mlp, prune_units
 from interp.runtime import torch_generator
+from interp.weights import torch_layout, transposed_keys
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,12 +107,12 @@ def learn_mask(
     config = config or MaskConfig()
     batch = _as_batch(data)
     batch.check_vocab(model.cfg.d_vocab)
-    state = model.state_dict()
+    state = torch_layout(model.state_dict(), transposed_keys(model))
     layers = _n_layers_with_mlp(state, model.cfg.n_layers)
     if not layers:
         raise ConfigError("learn_mask needs MLP neurons; the model is attention-only")
     device = model_device(model)
-    d_mlp = state[f"blocks.{layers[0]}.mlp.out.weight"].shape[1]
+    d_mlp = state[weights.mlp(layers[0], "out")].shape[1]
     log_alpha = torch.full((len(layers), d_mlp), config.init_open, device=device, requires_grad=True)
     optimizer = torch.optim.Adam([log_alpha], lr=config.lr)
     gen = torch_generator(config.seed)

@@ -4,6 +4,7 @@ Models are TL-native transformers booted with ``TransformerBridge.boot_native`` 
 so every TransformerLens tool (hooks, ``run_with_cache``, patching) works on them.
 """
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Literal
@@ -145,3 +146,15 @@ def n_params(model: torch.nn.Module) -> int:
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device the model's parameters live on."""
     return next(model.parameters()).device
+
+
+def copy_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``model``. Tensors a forward pass left cached on its modules (a Hugging Face bridge keeps
+    the last attention pattern, still attached to its autograd graph) are copied detached, which plain
+    ``copy.deepcopy`` refuses to do."""
+    memo: dict[int, torch.Tensor] = {}
+    for module in model.modules():
+        for value in vars(module).values():
+            if isinstance(value, torch.Tensor) and not value.is_leaf:
+                memo[id(value)] = value.detach()
+    return copy.deepcopy(model, memo)

@@ -94,12 +94,13 @@ def _run_patched(
         return target(batch.tokens)
 
 
-def _check_pair(source: torch.nn.Module, target: torch.nn.Module) -> None:
+def check_pair(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """A one-line ConfigError unless the two models share an architecture and a vocabulary size."""
     for field in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab"):
         a, b = getattr(source.cfg, field), getattr(target.cfg, field)
         if a != b:
             raise ConfigError(
-                f"source and target differ in {field} ({a} vs {b}); patch between models of one architecture"
+                f"the two models differ in {field} ({a} vs {b}); compare models of one architecture and vocabulary"
             )
 
 
@@ -120,7 +121,7 @@ def patched_logits(
     positions: Positions = None,
 ) -> Float[Tensor, "batch pos d_vocab"]:
     """The target's logits with every one of ``hook_names`` replaced by the source's activation."""
-    _check_pair(source, target)
+    check_pair(source, target)
     batch = _batch(data)
     _check_positions(positions, batch)
     names = check_hook_names(target, hook_names)
@@ -180,7 +181,7 @@ def patch_across_models(
     batch_size: int = 256,
 ) -> PatchResult:
     """Patch each of ``hook_names`` (one at a time) from ``source`` into ``target``; the mean metric of each."""
-    _check_pair(source, target)
+    check_pair(source, target)
     batch = _batch(data)
     _check_positions(positions, batch)
     batch.check_vocab(target.cfg.d_vocab)

@@ -23,7 +23,6 @@ Baselines: ``magnitude_scores``, ``wanda_scores`` (|W| x input norm, Sun et al. 
 neuron mask (``interp.masks.learn_mask``) extends the study.
 """
 
-import copy
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -34,16 +33,17 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
+from interp import weights
 from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
 from interp.evaluation import answer_logits, evaluate
-from interp.models import model_device
+from interp.models import copy_model, model_device
 from interp.runtime import torch_generator
+from interp.weights import MATRIX_KEY, torch_layout, transposed_keys
 
 Level = Literal["neuron", "row", "weight"]
 LEVELS = ("neuron", "row", "weight")
 
-_KEY = re.compile(r"^blocks\.(\d+)\.(attn|mlp)\.(q|k|v|o|in|gate|out)\.weight$")
 _MATRIX_NAME = {
     "q": "W_Q",
     "k": "W_K",
@@ -65,12 +65,12 @@ _UNIT = re.compile(
 
 def prunable_matrices(model: torch.nn.Module) -> list[str]:
     """State-dict keys of every attention q/k/v/o and MLP in/gate/out weight, in block order."""
-    return [key for key in model.state_dict() if _KEY.match(key)]
+    return [key for key in model.state_dict() if MATRIX_KEY.match(key)]
 
 
 def matrix_name(key: str) -> str:
     """``blocks.1.attn.v.weight`` -> ``L1.attn.W_V``."""
-    m = _KEY.match(key)
+    m = MATRIX_KEY.match(key)
     if m is None:
         raise ConfigError(f"'{key}' is not a prunable weight matrix")
     return f"L{m.group(1)}.{m.group(2)}.{_MATRIX_NAME[m.group(3)]}"
@@ -79,11 +79,11 @@ def matrix_name(key: str) -> str:
 def _matrix_key(layer: int, block: str, matrix: str) -> str:
     if matrix not in _KEY_PART:
         raise ConfigError(f"unknown matrix '{matrix}' in a unit name; use one of {', '.join(_KEY_PART)}")
-    return f"blocks.{layer}.{block}.{_KEY_PART[matrix]}.weight"
+    return weights.block_param(layer, block, _KEY_PART[matrix])
 
 
 def _mlp_keys(state: dict[str, Tensor], layer: int) -> tuple[str, str | None, str]:
-    w_in, gate, w_out = (f"blocks.{layer}.mlp.{part}.weight" for part in ("in", "gate", "out"))
+    w_in, gate, w_out = (weights.mlp(layer, part) for part in ("in", "gate", "out"))
     if w_in not in state or w_out not in state:
         raise ConfigError(f"layer {layer} has no MLP (attention-only model?); use level 'row' or 'weight'")
     return w_in, (gate if gate in state else None), w_out
@@ -125,8 +125,8 @@ def _zero_unit(state: dict[str, Tensor], unit: str) -> None:
 
 def prune_units(model: torch.nn.Module, units: Iterable[str]) -> torch.nn.Module:
     """A deep copy of ``model`` with the named units zeroed (the original is untouched)."""
-    pruned = copy.deepcopy(model)
-    state = pruned.state_dict()
+    pruned = copy_model(model)
+    state = torch_layout(pruned.state_dict(), transposed_keys(pruned))
     with torch.no_grad():
         for unit in units:
             _zero_unit(state, unit)
@@ -207,7 +207,7 @@ def _as_batch(data: Batch | EvalSet) -> Batch:
 
 
 def _n_layers_with_mlp(state: dict[str, Tensor], n_layers: int) -> list[int]:
-    return [layer for layer in range(n_layers) if f"blocks.{layer}.mlp.out.weight" in state]
+    return [layer for layer in range(n_layers) if weights.mlp(layer, "out") in state]
 
 
 def _reduce(
@@ -220,7 +220,7 @@ def _reduce(
         if not layers:
             raise ConfigError("the model has no MLP neurons (attention-only); use level 'row' or 'weight'")
         for layer in layers:
-            out = per_weight[f"blocks.{layer}.mlp.out.weight"]  # (d_model, d_mlp)
+            out = per_weight[weights.mlp(layer, "out")]  # (d_model, d_mlp)
             groups.append((f"L{layer}.mlp", out.shape[1], 1))
             parts.append(out.sum(0))
     else:
@@ -282,7 +282,7 @@ def saliency_scores(
     keys = _score_keys(model, level)
     grads, _ = loss_gradients(model, data, keys, batch_size=batch_size)
     state = model.state_dict()
-    per_weight = {k: (grads[k] * state[k]).detach() for k in keys}
+    per_weight = torch_layout({k: (grads[k] * state[k]).detach() for k in keys}, transposed_keys(model))
     return _reduce(model, level, per_weight, "saliency", prune_highest=True)
 
 
@@ -292,6 +292,7 @@ def magnitude_scores(model: torch.nn.Module, *, level: Level = "neuron") -> Unit
     state = model.state_dict()
     keys = _score_keys(model, level)
     per_weight = {k: state[k].detach().abs() if level == "weight" else state[k].detach() ** 2 for k in keys}
+    per_weight = torch_layout(per_weight, transposed_keys(model))
     return _reduce(model, level, per_weight, "magnitude", prune_highest=False)
 
 
@@ -301,7 +302,9 @@ def random_scores(model: torch.nn.Module, *, level: Level = "neuron", seed: int 
     state = model.state_dict()
     gen = torch_generator(seed)
     keys = _score_keys(model, level)
-    per_weight = {k: torch.rand(state[k].shape, generator=gen) for k in keys}
+    per_weight = torch_layout(
+        {k: torch.rand(state[k].shape, generator=gen) for k in keys}, transposed_keys(model)
+    )
     return _reduce(model, level, per_weight, "random", prune_highest=False)
 
 
@@ -313,6 +316,10 @@ def wanda_scores(
     _check_level(level)
     batch = _as_batch(data)
     keys = _score_keys(model, level)
+    if transposed_keys(model) & set(keys):
+        raise ConfigError(
+            "wanda_scores reads torch [out, in] weights; this model stores Conv1D [in, out] weights"
+        )
     params = model.state_dict(keep_vars=True)
     owners = {}
     for module in model.modules():
@@ -444,8 +451,8 @@ def pruning_curve(
     scores = scores or saliency_scores(model, score_data, level=level, batch_size=batch_size)
     units = scores.top(ks[-1])
     idx = scores.order(ks[-1])
-    pruned = copy.deepcopy(model)
-    state = pruned.state_dict()
+    pruned = copy_model(model)
+    state = torch_layout(pruned.state_dict(), transposed_keys(pruned))
     accuracy: dict[str, list[float]] = {e.name: [] for e in eval_sets}
     loss: dict[str, list[float]] = {e.name: [] for e in eval_sets}
     done = 0

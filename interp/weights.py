@@ -7,6 +7,9 @@ Models built by ``interp.models`` (TransformerLens ``TransformerBridge``) name t
 import re
 from typing import Literal
 
+import torch
+from torch import Tensor
+
 Block = Literal["attn", "mlp"]
 ATTN_PARTS = ("q", "k", "v", "o")  # query, key, value, output projections
 MLP_PARTS = ("in", "gate", "out")  # MLP input, gate (gated MLPs only), output
@@ -35,3 +38,20 @@ def mlp(layer: int, part: str, kind: Literal["weight", "bias"] = "weight") -> st
 def norm(layer: int, which: Literal["ln1", "ln2"]) -> str:
     """The gain of a block's pre-attention (``ln1``) or pre-MLP (``ln2``) norm."""
     return f"blocks.{layer}.{which}.weight"
+
+
+def transposed_keys(model: torch.nn.Module) -> frozenset[str]:
+    """Keys of the weight matrices stored [in, out] (Hugging Face ``Conv1D``, the GPT-2 family) rather than
+    torch's [out, in]; every other matrix of a TransformerLens model is [out, in]."""
+    keys = set()
+    for key in model.state_dict():
+        if MATRIX_KEY.match(key):
+            owner = model.get_submodule(key.rsplit(".", 1)[0])
+            if any(type(m).__name__ == "Conv1D" for m in owner.modules()):
+                keys.add(key)
+    return frozenset(keys)
+
+
+def torch_layout(tensors: dict[str, Tensor], transposed: frozenset[str]) -> dict[str, Tensor]:
+    """``tensors`` with each key in ``transposed`` viewed as [out, in] (a view: writes reach the original)."""
+    return {key: (value.T if key in transposed else value) for key, value in tensors.items()}

@@ -18,15 +18,16 @@ import torch
 from analyses.pcfg.config import setting_name
 from interp import hooks
 from interp.audit import AuditEvidence, AuditThresholds, audit
+from interp.audit_evidence import EvidenceConfig, collect_evidence
+from interp.config import from_dict
 from interp.diffing import attention_diff, key_mask, weight_diff
-from interp.errors import DataError
-from interp.evaluation import evaluate, majority_floor
 from interp.jsonio import write_json
 from interp.models import build_model
 from interp.patching import patch_across_models
 from interp.probing import ProbeConfig, probe_layers
 from interp.pruning import pruning_curve, random_scores
 from interp.stats import aggregate
+from procedural_tasks.pcfg_capability import counting_capability
 from procedural_tasks.pcfg_protocols import counting_eval_sets, load_pcfg_model, study_preset
 from procedural_tasks.pcfg_tasks import SampleSpec
 
@@ -35,6 +36,7 @@ PROBE_N = {"cpu": 1000, "paper": 4000, "tiny": 80}
 # ProbeConfig(backend="torch"); results.json records the probe config used.
 PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
 PRUNE_KS = (0, 1, 2, 3, 4, 5, 7, 10, 15, 20)
+EVIDENCE = EvidenceConfig(probe=PROBE_CONFIG, relearn=None)  # revival: the study's own reverse fine-tuning
 
 
 def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, Any]:
@@ -147,26 +149,25 @@ def _localisation(base, ft, task, pt_a0, n_layers: int) -> dict:
     }
 
 
-def _evidence(models: dict, pretrained: dict, finetuned: dict, probes: dict, pruning: dict, pt_a0, seed: int):
-    """The audit's numbers, one AuditEvidence dict per fine-tuned model (speed-ups are added later)."""
-    pt_acc = {prior: evaluate(models[f"PT({prior})"], pt_a0).accuracy for prior in pretrained}
-    random_acc = evaluate(models["random init"], pt_a0).accuracy
-    best_probe = {m: max(p["count_a"]["accuracy"]) for m, p in probes.items()}
-    return {
-        name: {
-            "pt_accuracy": pt_acc[prior],
-            "ft_accuracy": evaluate(models[name], pt_a0).accuracy,
-            "accuracy_floor": max(majority_floor(pt_a0.batch.answers), random_acc),
-            "probe_pt": best_probe[f"PT({prior})"],
-            "probe_ft": best_probe[name],
-            "probe_floor": max(best_probe["random init"], probes[name]["count_a"]["majority_floor"]),
-            "prune_curve": pruning[name]["saliency"]["accuracy"]["count_a@cte0"],
-            "n_eval": len(pt_a0.batch),
-            "seed": seed,
-            "name": name,
-        }
-        for name, (prior, _) in finetuned.items()
-    }
+def _evidence(models: dict, finetuned: dict, task, n_eval: int, seed: int) -> dict:
+    """The audit's evidence per fine-tuned model, measured by ``interp.audit_evidence`` on the counting-a
+    capability against the Scr.+FT base (pretrained never counting a) as the never-had-it reference; revival
+    comes from the study's own reverse fine-tuning when the seeds are aggregated."""
+    capability = counting_capability(task, n_eval=n_eval, n_train=n_eval, seed=50_000 + seed)
+    reference = models["Scr.+FT base (control)"]
+    out = {}
+    for name, (prior, _) in finetuned.items():
+        evidence, details = collect_evidence(
+            models[f"PT({prior})"],
+            models[name],
+            capability,
+            reference=reference,
+            config=EVIDENCE,
+            seed=seed,
+            name=name,
+        )
+        out[name] = {"evidence": evidence.to_json(), "details": details}
+    return out
 
 
 def job_analysis(
@@ -201,7 +202,7 @@ def job_analysis(
         "probes": probes,
         "pruning": pruning,
         "localisation": localisation,
-        "evidence": _evidence(models, pretrained, finetuned, probes, pruning, pt_a0, seed),
+        "evidence": _evidence(models, finetuned, task, sp.final_eval_n, seed),
     }
     write_json(out_dir / "analysis.json", result)
     return {"n_models": len(models)}
@@ -256,21 +257,24 @@ def _aggregate_localisation(analyses: list[dict]) -> dict:
 
 
 def _verdicts(analyses: list[dict], revival: dict, thresholds: AuditThresholds) -> dict:
-    """The audit of each fine-tuned model over seeds, with each seed's revival speed-up over Scr.+FT."""
+    """The audit of each fine-tuned model over seeds; revival is the study's reverse fine-tuning against the
+    Scr.+FT control where the study ran it (otherwise the audit judges without it)."""
     verdicts = {}
     for name in analyses[0]["evidence"]:
         speed = revival.get("speedups", {}).get(name, {}).get("Scr.+FT", {}).get("per_seed", [])
         items = []
         for i, a in enumerate(analyses):
-            e = dict(a["evidence"][name])
-            value = speed[i]["value"] if i < len(speed) else None
-            items.append(
-                AuditEvidence(**{**e, "prune_curve": tuple(e["prune_curve"]), "revival_speedup": value})
-            )
-        try:
-            verdicts[name] = audit(items, thresholds).to_json()
-        except DataError as exc:  # e.g. a pretrained model at its floor: nothing to audit, and we say so
-            verdicts[name] = {"label": "not auditable", "reason": str(exc), "evidence": []}
+            evidence = from_dict(AuditEvidence, a["evidence"][name]["evidence"])
+            if i < len(speed):
+                evidence = dataclasses.replace(
+                    evidence,
+                    revival_steps=speed[i]["steps"],
+                    reference_revival_steps=speed[i]["control_steps"],
+                    revival_horizon=speed[i]["horizon"],
+                    reference_kind="Scr.+FT control",
+                )
+            items.append(evidence)
+        verdicts[name] = audit(items, thresholds).to_json()
     return verdicts
 
 

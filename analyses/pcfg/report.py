@@ -263,19 +263,23 @@ def _localisation_sections(a: dict) -> list[Section]:
     return sections
 
 
+def _evidence_text(summary: dict) -> str:
+    """Per test: the mean statistic over seeds [t-interval] vs its threshold, and each seed's outcome."""
+    parts = []
+    for test, row in summary.items():
+        interval = row["t_interval"]
+        ci = f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else ""
+        outcomes = ", ".join(o or "not run" for o in row["outcomes"])
+        parts.append(f"{test}: {row['mean']:.3g}{ci} vs {row['threshold']:.3g} ({outcomes})")
+    return "; ".join(parts)
+
+
 def _verdict_section(a: dict) -> Section:
-    """The audit verdict of each fine-tuned model with its evidence."""
-    rows = []
-    for name, v in a["verdicts"].items():
-        checks = "; ".join(
-            f"{c['statistic']}: {c['value']:.3g} vs {c['threshold']:.3g}"
-            + (f" [{c['ci_low']:.3g}, {c['ci_high']:.3g}]" if c.get("ci_low") is not None else "")
-            + f" ({'pass' if c['passed'] else 'fail'})"
-            if c.get("value") is not None
-            else f"{c['statistic']}: n/a"
-            for c in v.get("evidence", [])
-        )
-        rows.append([name, v["label"], v.get("reason", ""), checks, ", ".join(v.get("seed_labels") or [])])
+    """The audit verdict of each fine-tuned model, with its evidence and every seed's label."""
+    rows = [
+        [name, v["label"], v["reason"], _evidence_text(v["summary"]), ", ".join(v["seed_labels"])]
+        for name, v in a["verdicts"].items()
+    ]
     return Section(
         title="Wrapper verdicts",
         content=Table(
@@ -283,12 +287,15 @@ def _verdict_section(a: dict) -> Section:
                 "fine-tuned model",
                 "verdict",
                 "why",
-                "evidence: mean vs threshold [95% CI]",
+                "evidence: mean over seeds [95% t-interval] vs threshold (per-seed outcomes)",
                 "per-seed verdicts",
             ],
             rows=rows,
         ),
-        caption="interp.audit combines behaviour, probes, pruning and revival speed-up; thresholds: "
+        caption="interp.audit: behaviour, then probe (against the Scr.+FT base as the never-had-it reference), "
+        "pruning (K chosen on one half of the evaluation set, reported on the other, against random units), "
+        "patching and revival (the study's reverse fine-tuning against Scr.+FT); a tie is inconclusive and the "
+        "pair's label needs a majority of seeds. Thresholds: "
         + ", ".join(f"{k}={v}" for k, v in a["thresholds"].items()),
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from analyses.tracr.config import PRESETS, TracrStudyConfig
 from analyses.tracr.jobs import run_study
-from interp.arguments import ArgParser
+from interp.arguments import ArgParser, comma_list
 from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
 from interp.jsonio import print_json
@@ -39,18 +39,6 @@ def _float_or_none(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, e.g. 0,1,2,4; got {text!r}"
-        ) from None
-
-
-# --- the stages: ftmech tracr compile|finetune|analyse ---------------------------------------------------
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
@@ -156,7 +144,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("analyse", help="analyse a fine-tuned run against its exact starting point")
     p.add_argument("dir", help="a directory written by `ftmech tracr finetune`")
-    p.add_argument("--prune-ks", type=_int_list, default=(0, 1, 2, 3, 4, 8, 20), help="e.g. 0,1,2,3,4,8,20")
+    p.add_argument(
+        "--prune-ks", type=comma_list(int), default=(0, 1, 2, 3, 4, 8, 20), help="e.g. 0,1,2,3,4,8,20"
+    )
     p.add_argument("--score-n", type=int, default=512, help="inputs scoring grad x weight")
     p.add_argument("--eval-n", type=int, default=500, help="inputs per evaluation set")
     p.set_defaults(handler=cmd_analyse)

@@ -67,27 +67,29 @@ def test_prune_diff_patch(checkpoints, tmp_path, capsys, command: str) -> None:
     assert (tmp_path / command / "summary.json").is_file()
 
 
-def test_audit_gives_a_label_or_says_why_not(checkpoints, capsys) -> None:
+def test_audit_of_pcfg_checkpoints_gives_one_of_four_labels_and_writes_its_report(checkpoints, tmp_path, capsys):
     pt, ft = checkpoints
     capsys.readouterr()
-    code = main(
-        [
-            "audit",
-            "--base",
-            str(pt),
-            "--finetuned",
-            str(ft),
-            "--n",
-            "64",
-            "--score-n",
-            "64",
-            "--probe-steps",
-            "50",
-            "--device",
-            "cpu",
-        ]
-    )
-    if code == 0:
-        assert _json_out(capsys)["label"] in {"removed", "wrapped", "intact"}
-    else:  # a barely trained tiny model may sit at its floor; that is a clear one-line error
-        assert code == 2 and "floor" in capsys.readouterr().err
+    argv = ["audit", "--base", str(pt), "--finetuned", str(ft), "--capability", "pcfg:count:a", "--n", "64"]
+    argv += ["--relearn-steps", "4", "--relearn-lrs", "1e-3", "--prune-ks", "0,1,2", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "audit")]) == 0
+    assert _json_out(capsys)["label"] in {"removed", "wrapped", "intact", "inconclusive"}
+    summary = json.loads((tmp_path / "audit" / "summary.json").read_text())
+    assert summary["evidence"][0]["revival_horizon"] == 4 and (tmp_path / "audit" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (["--capability", "pcfg:index:a"], "pcfg:count:OPERAND"),
+        (["--capability", "bogus:x"], "unknown capability kind"),
+        (["--reference", "/nonexistent/dir"], "is not a directory"),
+    ],
+)
+def test_audit_bad_input_is_one_line(checkpoints, capsys, bad, says):
+    pt, ft = checkpoints
+    capsys.readouterr()
+    argv = ["audit", "--base", str(pt), "--finetuned", str(ft), "--capability", "pcfg:count:a", *bad]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err

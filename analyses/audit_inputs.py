@@ -1,0 +1,108 @@
+"""What the analysis commands take: a model directory of any kind, and a capability named by a spec.
+
+``load_model`` opens ftmech checkpoints (PCFG, Tracr, TinyStories or plain) and local Hugging Face model
+directories, and says which vocabulary each uses, so a pair with different vocabularies is refused in one line.
+``build_capability`` turns a spec into a ``Capability``:
+
+- ``pcfg:count:a``: counting a token of the base checkpoint's PCFG task (C_Te = 0);
+- ``jsonl:PATH``: (prompt, answer) pairs, tokenized with the base model's tokenizer.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interp.capability import Capability, capability_from_jsonl
+from interp.checkpoints import load_checkpoint, read_checkpoint_info
+from interp.config import lookup
+from interp.errors import CheckpointError, ConfigError
+from interp.hub_models import is_hub_dir, load_hub_model
+from interp.patching import check_pair
+from procedural_tasks.pcfg_capability import counting_capability
+from procedural_tasks.pcfg_protocols import task_from_checkpoint
+from procedural_tasks.story_checkpoints import load_story_checkpoint
+from procedural_tasks.tracr_models import load_tracr_checkpoint
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model with what the analyses need from its directory: its kind, task object and tokenizer."""
+
+    path: str
+    model: torch.nn.Module
+    kind: str  # pcfg | tracr | tinystories | ftmech | hub
+    vocabulary: tuple[str, ...] | None  # token strings in id order, where the directory names them
+    task: Any = None  # the PCFG task of a PCFG checkpoint
+    tokenizer: Any = None  # a story or Hugging Face tokenizer
+
+
+def load_model(path: str, *, device: str = "cpu") -> LoadedModel:
+    """Open ``path`` as whichever kind of model directory it is; a one-line CheckpointError otherwise."""
+    if not Path(path).is_dir():
+        raise CheckpointError(f"{path} is not a directory; give a checkpoint or Hugging Face model directory")
+    if is_hub_dir(path):
+        model = load_hub_model(path, device=device)
+        vocab = model.tokenizer.get_vocab() if model.tokenizer is not None else None
+        words = tuple(sorted(vocab, key=vocab.get)) if vocab else None
+        return LoadedModel(path, model, "hub", words, tokenizer=model.tokenizer)
+    task = read_checkpoint_info(path).metadata.get("task")
+    if task == "tracr":
+        ckpt = load_tracr_checkpoint(path)
+        words = tuple(sorted(ckpt.info.input_encoding, key=ckpt.info.input_encoding.get))
+        return LoadedModel(path, ckpt.model.to(device), "tracr", words)
+    if task == "tinystories":
+        story = load_story_checkpoint(path, device=device)
+        vocab = story.tokenizer.tokenizer.get_vocab()
+        words = tuple(sorted(vocab, key=vocab.get))
+        return LoadedModel(path, story.model, "tinystories", words, tokenizer=story.tokenizer)
+    model, info = load_checkpoint(path, device=device)
+    if task == "pcfg":
+        pcfg = task_from_checkpoint(info, path)
+        return LoadedModel(path, model, "pcfg", tuple(pcfg.vocab.tokens), task=pcfg)
+    return LoadedModel(path, model, "ftmech", None)
+
+
+def check_same_model_family(a: LoadedModel, b: LoadedModel) -> None:
+    """A one-line ConfigError unless the two models share an architecture and a vocabulary."""
+    check_pair(a.model, b.model)
+    if a.vocabulary is not None and b.vocabulary is not None and a.vocabulary != b.vocabulary:
+        raise ConfigError(
+            f"{a.path} and {b.path} use different vocabularies; compare models of one tokenizer"
+        )
+
+
+def _encoders(base: LoadedModel):
+    """(prompt encoder with special tokens, answer encoder without) for the base model's tokenizer."""
+    tok = base.tokenizer
+    if tok is None:
+        raise ConfigError(
+            f"{base.path} has no tokenizer; a jsonl capability needs a Hugging Face or story model"
+        )
+    if base.kind == "tinystories":
+        return (lambda t: tok.encode(t, bos=True)), (lambda t: tok.encode(t, bos=False))
+    return (lambda t: tok.encode(t)), (lambda t: tok.encode(t, add_special_tokens=False))
+
+
+def _pcfg(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:
+    family, _, operand = arg.partition(":")
+    if base.kind != "pcfg" or family != "count" or not operand:
+        raise ConfigError(
+            f"capability 'pcfg:{arg}' needs a PCFG base checkpoint and the form pcfg:count:OPERAND"
+        )
+    return counting_capability(base.task, operand=operand, n_eval=n_eval, n_train=n_eval, seed=seed)
+
+
+def _jsonl(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:  # noqa: ARG001
+    prompt, answer = _encoders(base)
+    return capability_from_jsonl(arg, prompt, answer, seed=seed)
+
+
+BUILDERS = {"pcfg": _pcfg, "jsonl": _jsonl}
+
+
+def build_capability(spec: str, base: LoadedModel, *, n_eval: int = 1000, seed: int = 0) -> Capability:
+    """The capability named by ``spec`` (``pcfg:count:a`` or ``jsonl:PATH``) for the base model."""
+    kind, _, arg = spec.partition(":")
+    return lookup(BUILDERS, kind, "capability kind")(arg, base, n_eval, seed)

@@ -1,0 +1,144 @@
+"""Measure ``AuditEvidence`` for one capability of one (base, fine-tuned) model pair, with this package.
+
+``collect_evidence`` evaluates both models on the capability, probes the residual stream of the base, the
+fine-tuned model and a never-had-it reference on the same data, prunes the fine-tuned model (units scored on
+the training pool, K chosen on one half of the evaluation set and reported on the other, beside random units),
+patches each component of the base into the fine-tuned model, and relearns the capability from the fine-tuned
+model and from the reference with one recipe (``interp.relearning``). Models are any TransformerLens models of
+one architecture and vocabulary (ftmech checkpoints or Hugging Face models booted by ``interp.hub_models``).
+"""
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from interp import hooks
+from interp.audit import AuditEvidence
+from interp.capability import Capability
+from interp.evaluation import evaluate
+from interp.patching import check_pair, patch_across_models
+from interp.probing import ProbeConfig, probe_layers
+from interp.pruning import Level, pruning_curve, random_scores
+from interp.relearning import RelearnConfig, reinitialised, relearn
+
+PRUNE_KS = (0, 1, 2, 3, 5, 8, 12, 15)
+REINIT_KIND = "re-initialised copy (a weaker control than a model that learned related data)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvidenceConfig:
+    """How the evidence is measured: probe recipe, pruning Ks and level, the relearning recipe."""
+
+    probe: ProbeConfig = ProbeConfig(backend="sklearn", max_iter=500)
+    prune_ks: tuple[int, ...] = PRUNE_KS
+    prune_level: Level = "neuron"
+    relearn: RelearnConfig | None = RelearnConfig()  # None: revival is not measured
+    patch: bool = True
+
+
+def _best_probe(
+    model: torch.nn.Module, capability: Capability, config: ProbeConfig
+) -> tuple[float, float, int]:
+    """(best-layer held-out accuracy, its majority floor, held-out examples) of the capability's probe label."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = probe_layers(
+            model,
+            capability.eval_set.batch,
+            hook_names=hooks.residual_stream(model.cfg.n_layers),
+            label=capability.probe_label,
+            position="answer",
+            config=config,
+            control=False,
+        )
+    top = result.task[result.best()[0]]
+    return top.test_accuracy, top.majority_floor, top.n_test
+
+
+def _pruning(finetuned: torch.nn.Module, capability: Capability, config: EvidenceConfig, seed: int) -> dict:
+    select, report = capability.split_eval()
+    ks = sorted(set(config.prune_ks))
+    curve = pruning_curve(finetuned, capability.train, [select, report], ks=ks, level=config.prune_level)
+    randoms = pruning_curve(
+        finetuned,
+        capability.train,
+        [report],
+        ks=ks,
+        level=config.prune_level,
+        scores=random_scores(finetuned, level=config.prune_level, seed=seed),
+    )
+    return {
+        "prune_ks": tuple(ks),
+        "prune_select": curve.accuracy[select.name],
+        "prune_report": curve.accuracy[report.name],
+        "prune_random": randoms.accuracy[report.name],
+        "n_prune_report": len(report.batch),
+        "_units": list(curve.units[: max(ks)]),
+    }
+
+
+def collect_evidence(
+    base: torch.nn.Module,
+    finetuned: torch.nn.Module,
+    capability: Capability,
+    *,
+    reference: torch.nn.Module | None = None,
+    config: EvidenceConfig | None = None,
+    seed: int = 0,
+    name: str | None = None,
+) -> tuple[AuditEvidence, dict[str, Any]]:
+    """The evidence of one seed and the measurements behind it (relearning curves, pruned units, patching).
+
+    ``reference`` is a model that never had the capability (e.g. trained on related data without it); without
+    one, a re-initialised copy of the fine-tuned model stands in, and the evidence says so.
+    """
+    config = config or EvidenceConfig()
+    check_pair(base, finetuned)
+    capability.check_vocab(base.cfg.d_vocab)
+    if reference is not None:
+        check_pair(base, reference)
+    random_model = reinitialised(finetuned, seed=10_000 + seed)
+    reference_kind = "never-had-it model" if reference is not None else REINIT_KIND
+    reference = reference if reference is not None else random_model
+    pt = evaluate(base, capability.eval_set)
+    ft = evaluate(finetuned, capability.eval_set)
+    floor = max(capability.chance_floor, evaluate(random_model, capability.eval_set).accuracy)
+    fields: dict[str, Any] = {
+        "pt_accuracy": pt.accuracy,
+        "ft_accuracy": ft.accuracy,
+        "accuracy_floor": floor,
+        "n_eval": pt.n,
+        "seed": seed,
+        "name": name,
+    }
+    details: dict[str, Any] = {"reference_kind": reference_kind, "capability": capability.name}
+    if capability.probe_label is not None:
+        fields["probe_pt"], fields["probe_floor"], fields["n_probe"] = _best_probe(
+            base, capability, config.probe
+        )
+        fields["probe_ft"] = _best_probe(finetuned, capability, config.probe)[0]
+        fields["probe_reference"] = _best_probe(reference, capability, config.probe)[0]
+    pruning = _pruning(finetuned, capability, config, seed)
+    details["pruned_units"] = pruning.pop("_units")
+    fields |= pruning
+    if config.patch:
+        restored = patch_across_models(
+            base, finetuned, capability.eval_set, hook_names=hooks.block_outputs(base.cfg.n_layers)
+        ).restored()
+        values = [v for v in restored.values() if v is not None]
+        fields["patch_restored"] = max(0.0, min(1.0, max(values))) if values else None
+        details["patching"] = restored
+    if config.relearn is not None:
+        threshold = config.relearn.threshold_frac * pt.accuracy
+        ft_run = relearn(finetuned, capability, config.relearn, threshold=threshold, name="fine-tuned")
+        ref_run = relearn(reference, capability, config.relearn, threshold=threshold, name="reference")
+        fields |= {
+            "revival_steps": ft_run.curve.steps_to_threshold,
+            "reference_revival_steps": ref_run.curve.steps_to_threshold,
+            "revival_horizon": config.relearn.steps,
+            "reference_kind": reference_kind,
+        }
+        details["relearning"] = {"fine-tuned": ft_run.to_json(), "reference": ref_run.to_json()}
+    return AuditEvidence(**fields), details
