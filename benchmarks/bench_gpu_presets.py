@@ -16,20 +16,16 @@ import time
 
 import torch
 
-from analyses.tinystories_study import gpu_study_config
+from analyses.tinystories.config import gpu_study_config
 from interp.models import build_model, n_params
 from interp.models import preset as model_preset
 from interp.runtime import resolve_device
 from interp.training import TrainConfig, train
 from procedural_tasks.pcfg_protocols import pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
-from procedural_tasks.story_protocols import (
-    build_story_splits,
-    build_story_tokenizer,
-    encode_stories,
-    score_model,
-    story_batch_fn,
-)
+from procedural_tasks.story_batches import encode_stories, story_batch_fn
+from procedural_tasks.story_data import build_story_splits, build_story_tokenizer
+from procedural_tasks.story_scoring import score_model
 
 
 def _timed_training(model, batch_fn, config: TrainConfig, device: torch.device) -> dict:
@@ -89,10 +85,9 @@ def bench_story_91m(steps: int, device_name: str, n_stories: int) -> dict:
     batch_fn = story_batch_fn(stories, study.batch_size, 0)
     for precision in ("fp32", "bf16"):
         model = build_model(model_config, device=device_name)
-        config = TrainConfig(
-            steps=steps, batch_size=study.batch_size, lr=study.pretrain_lr, loss="sequence",
-            device=device_name, precision=precision,
-        )  # fmt: skip
+        config = dataclasses.replace(study, precision=precision).train_config(
+            "pretrain", seed=0, steps=steps, device=device_name
+        )
         timing = _timed_training(model, batch_fn, config, device)
         out[precision] = {
             **timing,

@@ -67,7 +67,9 @@ def test_prune_diff_patch(checkpoints, tmp_path, capsys, command: str) -> None:
     assert (tmp_path / command / "summary.json").is_file()
 
 
-def test_audit_of_pcfg_checkpoints_gives_one_of_four_labels_and_writes_its_report(checkpoints, tmp_path, capsys):
+def test_audit_of_pcfg_checkpoints_gives_one_of_four_labels_and_writes_its_report(
+    checkpoints, tmp_path, capsys
+):
     pt, ft = checkpoints
     capsys.readouterr()
     argv = ["audit", "--base", str(pt), "--finetuned", str(ft), "--capability", "pcfg:count:a", "--n", "64"]
