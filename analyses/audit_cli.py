@@ -32,12 +32,17 @@ def evidence_config(args: argparse.Namespace) -> EvidenceConfig:
     relearn = None
     if not args.no_relearn:
         relearn = RelearnConfig(
-            steps=args.relearn_steps, lrs=args.relearn_lrs, batch_size=args.relearn_batch_size, seed=args.seed
+            optimizer=args.relearn_optimizer,
+            steps=args.relearn_steps,
+            lrs=args.relearn_lrs,
+            batch_size=args.relearn_batch_size,
+            seed=args.seed,
         )
     return EvidenceConfig(
         probe=ProbeConfig(backend="sklearn", max_iter=500, seed=args.seed),
         prune_ks=args.prune_ks,
         prune_level=args.level,
+        prune_method=args.prune_method,
         relearn=relearn,
         patch=not args.no_patch,
     )
@@ -172,10 +177,16 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--level", default="neuron", choices=["neuron", "row", "weight"], help="pruning granularity"
     )
+    p.add_argument(
+        "--prune-method", default="ablation", choices=["ablation", "saliency"], help="how units are ranked"
+    )
     p.add_argument("--prune-ks", type=comma_list(int), default=PRUNE_KS, help="K values of the pruning curve")
     p.add_argument("--relearn-steps", type=int, default=100, help="relearning horizon (steps)")
     p.add_argument("--relearn-lrs", type=comma_list(float), default=(3e-4, 1e-3), help="relearning LR sweep")
     p.add_argument("--relearn-batch-size", type=int, default=32)
+    p.add_argument(
+        "--relearn-optimizer", default="adamw", choices=["adamw", "sgd"], help="sgd for compiled models"
+    )
     p.add_argument("--no-relearn", action="store_true", help="skip relearning (no revival evidence)")
     p.add_argument("--no-patch", action="store_true", help="skip cross-model patching")
     for name in THRESHOLD_FLAGS:

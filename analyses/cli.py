@@ -18,7 +18,7 @@ from interp.config import lookup
 from interp.errors import ConfigError, FtmechError
 from interp.jsonio import print_json, read_json
 
-STUDIES = {name: f"analyses.{name}" for name in ("pcfg", "tracr", "tinystories")}
+STUDIES = {name: f"analyses.{name}" for name in ("pcfg", "tracr", "tinystories", "audit_bench")}
 
 
 def _study_module(study: str, part: str):

@@ -10,13 +10,15 @@ one architecture and vocabulary (ftmech checkpoints or Hugging Face models boote
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from interp import hooks
+from interp.ablation import ablation_scores
 from interp.audit import AuditEvidence
 from interp.capability import Capability
+from interp.errors import ConfigError
 from interp.evaluation import evaluate
 from interp.patching import check_pair, patch_across_models
 from interp.probing import ProbeConfig, probe_layers
@@ -34,8 +36,18 @@ class EvidenceConfig:
     probe: ProbeConfig = ProbeConfig(backend="sklearn", max_iter=500)
     prune_ks: tuple[int, ...] = PRUNE_KS
     prune_level: Level = "neuron"
+    prune_method: Literal["ablation", "saliency"] = "ablation"  # exact single-neuron ablation, or the study's
+    # first-order saliency (which large-weight circuits defeat; see interp.ablation)
     relearn: RelearnConfig | None = RelearnConfig()  # None: revival is not measured
     patch: bool = True
+
+    def __post_init__(self) -> None:
+        if self.prune_method not in ("ablation", "saliency"):
+            raise ConfigError(f"prune_method must be ablation or saliency, got {self.prune_method!r}")
+        if self.prune_method == "ablation" and self.prune_level != "neuron":
+            raise ConfigError(
+                "ablation scores rank MLP neurons; use prune_level 'neuron' or prune_method 'saliency'"
+            )
 
 
 def _best_probe(
@@ -60,7 +72,10 @@ def _best_probe(
 def _pruning(finetuned: torch.nn.Module, capability: Capability, config: EvidenceConfig, seed: int) -> dict:
     select, report = capability.split_eval()
     ks = sorted(set(config.prune_ks))
-    curve = pruning_curve(finetuned, capability.train, [select, report], ks=ks, level=config.prune_level)
+    scores = ablation_scores(finetuned, capability.train) if config.prune_method == "ablation" else None
+    curve = pruning_curve(
+        finetuned, capability.train, [select, report], ks=ks, level=config.prune_level, scores=scores
+    )
     randoms = pruning_curve(
         finetuned,
         capability.train,

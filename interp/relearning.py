@@ -9,6 +9,7 @@ the horizon is censored: evidence of no fast revival, never missing data.
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -22,8 +23,11 @@ from interp.training import TrainConfig, train
 
 @dataclass(frozen=True, kw_only=True)
 class RelearnConfig:
-    """The relearning recipe: AdamW at a constant LR, answer-token loss, for each LR of a small sweep."""
+    """The relearning recipe: AdamW (or SGD with momentum) at a constant LR without weight decay (which would
+    shrink weights that carry the capability, e.g. a compiled circuit's thresholds), answer-token loss, for each
+    LR of a small sweep. Adam's per-weight normalised steps wreck a compiled circuit in one step; use SGD there."""
 
+    optimizer: Literal["adamw", "sgd"] = "adamw"  # SGD with momentum 0.9 suits compiled (Tracr) weights
     steps: int = 100  # the horizon: a curve that has not reached the threshold by then is censored
     lrs: tuple[float, ...] = (3e-4, 1e-3)  # the sweep; each model keeps its fastest LR
     batch_size: int = 32
@@ -36,6 +40,8 @@ class RelearnConfig:
             raise ConfigError("relearning steps and batch_size must be >= 1 and n_evals >= 2")
         if not self.lrs or any(not 0 < lr < 1 for lr in self.lrs):
             raise ConfigError(f"relearning lrs must be a non-empty list of values in (0, 1), got {self.lrs}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"relearning optimizer must be adamw or sgd, got {self.optimizer!r}")
         if not 0 < self.threshold_frac <= 1:
             raise ConfigError(f"threshold_frac must be in (0, 1], got {self.threshold_frac}")
 
@@ -46,6 +52,8 @@ class RelearnConfig:
             lr=lr,
             schedule="constant",
             warmup_frac=0.0,
+            optimizer=self.optimizer,
+            weight_decay=0.0,
             eval_steps=log_spaced_steps(self.steps, self.n_evals),
             seed=self.seed,
             device=str(device),

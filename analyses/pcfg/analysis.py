@@ -36,7 +36,8 @@ PROBE_N = {"cpu": 1000, "paper": 4000, "tiny": 80}
 # ProbeConfig(backend="torch"); results.json records the probe config used.
 PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
 PRUNE_KS = (0, 1, 2, 3, 4, 5, 7, 10, 15, 20)
-EVIDENCE = EvidenceConfig(probe=PROBE_CONFIG, relearn=None)  # revival: the study's own reverse fine-tuning
+# The study's own method for the audit's pruning (saliency) and revival (its reverse fine-tuning).
+EVIDENCE = EvidenceConfig(probe=PROBE_CONFIG, prune_method="saliency", relearn=None)
 
 
 def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, Any]:

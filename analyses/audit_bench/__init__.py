@@ -1,0 +1,1 @@
+"""``ftmech audit-bench``: the audit scored on model pairs whose answer is known (a confusion matrix)."""
