@@ -58,7 +58,11 @@ def _plant_wrapper(model: torch.nn.Module, info: CompiledProgramInfo) -> torch.n
     index = {label: i for i, label in enumerate(info.residual_labels)}
     out_var = info.output_label
     state = wrapped.state_dict()
-    w_in, b_in, w_out = (state["blocks.2.mlp.in.weight"], state["blocks.2.mlp.in.bias"], state["blocks.2.mlp.out.weight"])
+    w_in, b_in, w_out = (
+        state["blocks.2.mlp.in.weight"],
+        state["blocks.2.mlp.in.bias"],
+        state["blocks.2.mlp.out.weight"],
+    )
     with torch.no_grad():
         for k in range(N_LETTERS + 1):
             source, target = index[f"{out_var}:{k}"], index[f"{out_var}:{k + 1}"]
