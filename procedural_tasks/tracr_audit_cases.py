@@ -18,7 +18,9 @@ import torch
 
 from interp.batches import EvalSet, concat_batches
 from interp.capability import Capability, without_overlap
+from interp.config import lookup
 from interp.models import copy_model
+from interp.relearning import reinitialised
 from interp.runtime import torch_generator
 from interp.training import TrainConfig, train
 from procedural_tasks.tracr_batches import dataset_batch, make_eval_data, training_batch_fn
@@ -28,7 +30,6 @@ from procedural_tasks.tracr_preparation import STUDY_NOISE_STD, add_weight_noise
 
 PROGRAM = "counter"
 N_LETTERS = 12  # short inputs: counts 0..12, so the wrapper needs 13 neurons (within the audit's K <= 15)
-CASES = {"intact": "intact", "wrapped": "wrapped", "removed": "removed", "never_had_it": "removed"}
 WRAPPER_GAIN = 4.0
 
 
@@ -95,22 +96,31 @@ def _train_on_count_b(model: torch.nn.Module, info: CompiledProgramInfo, seed: i
     train(model, batch_fn, config, progress=False)
 
 
+def _intact(base: torch.nn.Module, info: CompiledProgramInfo, seed: int, steps: int) -> torch.nn.Module:  # noqa: ARG001
+    return add_weight_noise(base, std=STUDY_NOISE_STD, seed=seed + 1000)
+
+
+def _wrapped(base: torch.nn.Module, info: CompiledProgramInfo, seed: int, steps: int) -> torch.nn.Module:  # noqa: ARG001
+    return _plant_wrapper(base, info)
+
+
+def _removed(base: torch.nn.Module, info: CompiledProgramInfo, seed: int, steps: int) -> torch.nn.Module:
+    finetuned = _rerandomise_counting(base, seed)
+    _train_on_count_b(finetuned, info, seed, steps)
+    return finetuned
+
+
+def _never_had_it(base: torch.nn.Module, info: CompiledProgramInfo, seed: int, steps: int) -> torch.nn.Module:
+    finetuned = reinitialised(base, seed)
+    _train_on_count_b(finetuned, info, seed, steps)
+    return finetuned
+
+
+CASES = {"intact": _intact, "wrapped": _wrapped, "removed": _removed, "never_had_it": _never_had_it}
+
+
 def case_models(case: str, seed: int, *, train_steps: int = 150) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(base, fine-tuned) of one ground-truth case for one seed."""
+    build = lookup(CASES, case, "tracr case")
     base, info = base_model(seed)
-    if case == "intact":
-        return base, add_weight_noise(base, std=STUDY_NOISE_STD, seed=seed + 1000)
-    if case == "wrapped":
-        return base, _plant_wrapper(base, info)
-    if case == "removed":
-        finetuned = _rerandomise_counting(base, seed)
-    elif case == "never_had_it":
-        finetuned = copy_model(base)
-        gen = torch_generator(seed)
-        with torch.no_grad():
-            for param in finetuned.parameters():
-                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
-    else:
-        raise ValueError(case)
-    _train_on_count_b(finetuned, info, seed, train_steps)
-    return base, finetuned
+    return base, build(base, info, seed, train_steps)

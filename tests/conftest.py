@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -41,3 +42,15 @@ def tiny_train_config(**overrides) -> TrainConfig:
 @pytest.fixture
 def tiny_model_cfg() -> ModelConfig:
     return tiny_model_config()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Fail the test if it opens a network connection (use with ``pytest.mark.usefixtures("no_network")``)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a test tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

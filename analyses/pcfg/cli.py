@@ -21,9 +21,11 @@ from interp.jsonio import print_json, write_json
 from interp.lr_levels import checkpoint_pretrain_lr, lr_for_level
 from interp.models import preset as model_preset
 from interp.runtime import numpy_rng
+from interp.training import TrainConfig
 from procedural_tasks.pcfg import sample_string, to_text
 from procedural_tasks.pcfg_protocols import (
     FinetuneConfig,
+    PCFGPreset,
     PretrainConfig,
     ReverseFTConfig,
     evaluate_checkpoint,
@@ -175,19 +177,28 @@ def _stage_lr(args: argparse.Namespace, base_dir: str) -> float:
     return lr_for_level(args.lr_level or "M", checkpoint_pretrain_lr(base_dir), args.lr_labelling)
 
 
-def cmd_finetune(args: argparse.Namespace) -> None:
+def _lr_level(args: argparse.Namespace) -> str | None:
+    """The eta level a stage records: None when an absolute --lr was given."""
+    return None if args.lr is not None else (args.lr_level or "M")
 
+
+def _stage_train(args: argparse.Namespace, stage: str, start: str) -> tuple[PCFGPreset, float, TrainConfig]:
+    """The preset, the LR and the training recipe of a stage that starts from the checkpoint ``start``."""
     sp = study_preset(args.preset)
-    lr = _stage_lr(args, args.base)
-    train = sp.train_config("finetune", lr=lr, steps=args.steps)
-    train = dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))
+    lr = _stage_lr(args, start)
+    train = sp.train_config(stage, lr=lr, steps=args.steps)
+    return sp, lr, dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    sp, lr, train = _stage_train(args, "finetune", args.base)
     config = FinetuneConfig(
         train=train,
         c_tr=args.c_tr,
         q=args.q,
         operand_pt=args.operand_pt,
         operand_ft=args.operand_ft,
-        lr_level=None if args.lr is not None else (args.lr_level or "M"),
+        lr_level=_lr_level(args),
         lr_labelling=args.lr_labelling,
         mix_pt_frac=args.mix_pt_frac,
         rand_ft=args.rand_ft,
@@ -203,18 +214,14 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_reverse_ft(args: argparse.Namespace) -> None:
-
-    sp = study_preset(args.preset)
-    lr = _stage_lr(args, args.start)
-    train = sp.train_config("reverse", lr=lr, steps=args.steps)
-    train = dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))
+    sp, lr, train = _stage_train(args, "reverse", args.start)
     config = ReverseFTConfig(
         train=train,
         operand_pt=args.operand_pt,
         threshold_frac=args.threshold_frac,
         from_scratch=args.from_scratch,
         eval_n=sp.eval_n,
-        lr_level=None if args.lr is not None else (args.lr_level or "M"),
+        lr_level=_lr_level(args),
     )
     curve = run_reverse_ft(
         config,

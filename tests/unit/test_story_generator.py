@@ -1,11 +1,10 @@
 """Synthetic stories and their judges: the story generator, the feature classifiers and the story tokenizer.
 
-No test touches the network: an autouse fixture makes every socket connection fail.
+No test touches the network: the ``no_network`` fixture makes every socket connection fail.
 """
 
 import json
 import math
-import socket
 
 import numpy as np
 import pytest
@@ -36,15 +35,7 @@ from procedural_tasks.story_instruct import format_instruct_texts
 from procedural_tasks.story_records import FEATURES
 from procedural_tasks.story_tokenizer import StoryTokenizer, StoryTokenizerConfig, train_tokenizer
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a test tried to open a network connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 # ---------------------------------------------------------------- classifier

@@ -1,10 +1,9 @@
 """TinyStories data layer: records, loaders (local, hub, the shared sample), Instruct format, deletion protocols.
 
-No test touches the network: an autouse fixture makes every socket connection fail.
+No test touches the network: the ``no_network`` fixture makes every socket connection fail.
 """
 
 import json
-import socket
 import tarfile
 import time
 
@@ -40,15 +39,7 @@ from procedural_tasks.story_loaders import (
 )
 from procedural_tasks.story_records import FEATURES, StoryRecord
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a test tried to open a network connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+pytestmark = pytest.mark.usefixtures("no_network")
 
 
 def record(story: str = "Tom ran. He fell.", features: tuple[str, ...] = (), **kwargs) -> StoryRecord:
