@@ -34,8 +34,26 @@ def _auto_mlp_exactness(max_seq_len: int) -> int:
     return 4 * (max_seq_len + 1) * (max_seq_len + 2)
 
 
+class _CompiledSizes:
+    """What both programs share: a vocabulary, an input length and SelectorWidth's exactness L."""
+
+    vocab: tuple[str, ...]
+    max_seq_len: int
+    mlp_exactness: int | None
+
+    def _check_sizes(self) -> None:
+        _check_vocab(self.vocab)
+        _check_positive("max_seq_len", self.max_seq_len)
+        if self.mlp_exactness is not None:
+            _check_positive("mlp_exactness", self.mlp_exactness)
+
+    @property
+    def resolved_mlp_exactness(self) -> int:
+        return self.mlp_exactness or _auto_mlp_exactness(self.max_seq_len)
+
+
 @dataclass(frozen=True, kw_only=True)
-class CounterConfig:
+class CounterConfig(_CompiledSizes):
     """Counter (paper Alg. 1): count the occurrences of operand O_PT. Compiles to 3 blocks."""
 
     name: ClassVar[str] = "counter"
@@ -45,18 +63,11 @@ class CounterConfig:
     mlp_exactness: int | None = None  # tracr's L for SelectorWidth's MLP; None: 4(N+1)(N+2), N = max_seq_len
 
     def __post_init__(self) -> None:
-        _check_vocab(self.vocab)
-        _check_positive("max_seq_len", self.max_seq_len)
+        self._check_sizes()
         if self.operand_pt not in self.vocab:
             raise ConfigError(
                 f"operand_pt {self.operand_pt!r} is not in vocab {''.join(self.vocab)}; pick one of its letters"
             )
-        if self.mlp_exactness is not None:
-            _check_positive("mlp_exactness", self.mlp_exactness)
-
-    @property
-    def resolved_mlp_exactness(self) -> int:
-        return self.mlp_exactness or _auto_mlp_exactness(self.max_seq_len)
 
     @property
     def default_operand_ft(self) -> str:
@@ -65,7 +76,7 @@ class CounterConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MaxIdentifierConfig:
+class MaxIdentifierConfig(_CompiledSizes):
     """Max-identifier (paper Alg. 2): the O_PT-th largest letter, vocab order first > second > ... ."""
 
     name: ClassVar[str] = "max_identifier"
@@ -77,8 +88,7 @@ class MaxIdentifierConfig:
     mlp_exactness: int | None = None  # tracr's L for SelectorWidth's MLP; None: 4(N+1)(N+2), N = max_seq_len
 
     def __post_init__(self) -> None:
-        _check_vocab(self.vocab)
-        _check_positive("max_seq_len", self.max_seq_len)
+        self._check_sizes()
         if self.max_seq_len > len(self.vocab):
             raise ConfigError(
                 f"max_seq_len {self.max_seq_len} exceeds the {len(self.vocab)} letters drawn without "
@@ -86,12 +96,6 @@ class MaxIdentifierConfig:
             )
         if not 1 <= self.operand_pt <= self.max_seq_len:
             raise ConfigError(f"operand_pt {self.operand_pt} must lie in 1..max_seq_len ({self.max_seq_len})")
-        if self.mlp_exactness is not None:
-            _check_positive("mlp_exactness", self.mlp_exactness)
-
-    @property
-    def resolved_mlp_exactness(self) -> int:
-        return self.mlp_exactness or _auto_mlp_exactness(self.max_seq_len)
 
     @property
     def default_operand_ft(self) -> int:
