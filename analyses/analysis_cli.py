@@ -14,6 +14,7 @@ from pathlib import Path
 
 from interp import hooks
 from interp.activations import check_position
+from interp.arguments import existing_dir, non_negative_int, output_flags, positive_int
 from interp.checkpoints import provenance
 from interp.diffing import attention_diff, key_mask, kl_by_position, weight_diff
 from interp.errors import ConfigError
@@ -329,44 +330,46 @@ def _common(p: argparse.ArgumentParser, *, n: int = 1000) -> None:
     p.add_argument("--operand-pt", default="a", help="O_PT, the pretraining operand")
     p.add_argument("--operand-ft", default="b", help="O_FT, the fine-tuning operand")
     p.add_argument("--q", type=int, default=1, help="planted offset of the correlated evaluation sets")
-    p.add_argument("--n", type=int, default=n, help="sequences per evaluation set")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation data (and probes)")
+    p.add_argument("--n", type=positive_int, default=n, help="sequences per evaluation set")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the evaluation data (and probes)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default $FTMECH_THREADS or 1)")
-    p.add_argument("--out", help="directory for config.json, summary.json and report.html")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")
+    output_flags(p, required=False, help="directory for config.json, summary.json and report.html")
 
 
 def add_commands(subparsers) -> None:
     """Add ``probe``, ``prune``, ``diff`` and ``patch`` to the ``ftmech`` subparsers."""
     p = subparsers.add_parser("probe", help="linear probes of a label at every block output, with controls")
-    p.add_argument("dir", help="checkpoint directory")
+    p.add_argument("dir", type=existing_dir, help="checkpoint directory")
     p.add_argument(
         "--target", default="count:a", help="FAMILY:OPERAND label to probe, e.g. count:a, or answers"
     )
     p.add_argument("--position", default="ART", help="ART, Ans, an integer position, or mean_last_N")
     p.add_argument("--eval-set", help="evaluation set to probe on (default count_<operand>@cte0)")
     p.add_argument("--backend", default="torch", choices=["torch", "sklearn"], help="probe optimiser")
-    p.add_argument("--steps", type=int, default=4000, help="probe optimizer steps (the study's 4K)")
+    p.add_argument("--steps", type=positive_int, default=4000, help="probe optimizer steps (the study's 4K)")
     _common(p)
     p.set_defaults(handler=cmd_probe)
 
     p = subparsers.add_parser("prune", help="accuracy after removing the top-K saliency units (study Alg. 3)")
-    p.add_argument("dir", help="checkpoint directory")
-    p.add_argument("--k-max", type=int, default=15, help="largest number of units pruned")
+    p.add_argument("dir", type=existing_dir, help="checkpoint directory")
+    p.add_argument("--k-max", type=positive_int, default=15, help="largest number of units pruned")
     p.add_argument("--level", default="neuron", choices=["neuron", "row", "weight"], help="unit granularity")
-    p.add_argument("--score-n", type=int, default=512, help="O_PT sequences in the scoring batch")
+    p.add_argument("--score-n", type=positive_int, default=512, help="O_PT sequences in the scoring batch")
     _common(p)
     p.set_defaults(handler=cmd_prune)
 
     p = subparsers.add_parser("diff", help="weight, attention and next-token changes from base to fine-tuned")
-    p.add_argument("base", help="pretrained checkpoint directory")
-    p.add_argument("finetuned", help="fine-tuned checkpoint directory")
+    p.add_argument("base", type=existing_dir, help="pretrained checkpoint directory")
+    p.add_argument("finetuned", type=existing_dir, help="fine-tuned checkpoint directory")
     _common(p, n=500)
     p.set_defaults(handler=cmd_diff)
 
     p = subparsers.add_parser("patch", help="patch each component between base and fine-tuned, both ways")
-    p.add_argument("base", help="pretrained checkpoint directory")
-    p.add_argument("finetuned", help="fine-tuned checkpoint directory")
+    p.add_argument("base", type=existing_dir, help="pretrained checkpoint directory")
+    p.add_argument("finetuned", type=existing_dir, help="fine-tuned checkpoint directory")
     p.add_argument("--metric", default="accuracy", choices=["accuracy", "logprob"], help="O_PT answer metric")
     p.add_argument("--positions", default="all", choices=["all", "answer"], help="positions patched")
     _common(p, n=500)

@@ -11,7 +11,15 @@ import dataclasses
 from pathlib import Path
 
 from analyses.audit_inputs import build_capability, check_same_model_family, load_model
-from interp.arguments import comma_list
+from interp.arguments import (
+    comma_list,
+    existing_dir,
+    fraction,
+    non_negative_int,
+    output_flags,
+    positive_float,
+    positive_int,
+)
 from interp.audit import AuditThresholds, Verdict, audit
 from interp.audit_evidence import PRUNE_KS, EvidenceConfig, collect_evidence
 from interp.checkpoints import provenance
@@ -25,6 +33,7 @@ from interp.reports import Section, Table, write_report
 from interp.runtime import resolve_device, set_threads
 
 THRESHOLD_FLAGS = tuple(f.name for f in dataclasses.fields(AuditThresholds) if f.name != "confidence")
+THRESHOLD_TYPES = {"prune_k_max": positive_int, "min_revival_speedup": positive_float}  # the rest: fractions
 
 
 def evidence_config(args: argparse.Namespace) -> EvidenceConfig:
@@ -167,37 +176,57 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "audit", help="is a capability removed, wrapped or intact in fine-tuned models?"
     )
-    p.add_argument("--base", required=True, help="the pretrained model: checkpoint or Hugging Face directory")
     p.add_argument(
-        "--finetuned", required=True, nargs="+", help="fine-tuned model directories (one per seed)"
+        "--base",
+        required=True,
+        type=existing_dir,
+        help="the pretrained model: checkpoint or Hugging Face directory",
     )
-    p.add_argument("--reference", nargs="+", help="never-had-it model(s): one, or one per --finetuned")
+    p.add_argument(
+        "--finetuned",
+        required=True,
+        nargs="+",
+        type=existing_dir,
+        help="fine-tuned model directories (one per seed)",
+    )
+    p.add_argument(
+        "--reference", nargs="+", type=existing_dir, help="never-had-it model(s): one, or one per --finetuned"
+    )
     p.add_argument("--capability", required=True, help="pcfg:count:a or jsonl:PATH (prompt/answer lines)")
-    p.add_argument("--n", type=int, default=1000, help="evaluation examples of a generated capability")
+    p.add_argument(
+        "--n", type=positive_int, default=1000, help="evaluation examples of a generated capability"
+    )
     p.add_argument(
         "--level", default="neuron", choices=["neuron", "row", "weight"], help="pruning granularity"
     )
     p.add_argument(
         "--prune-method", default="ablation", choices=["ablation", "saliency"], help="how units are ranked"
     )
-    p.add_argument("--prune-ks", type=comma_list(int), default=PRUNE_KS, help="K values of the pruning curve")
-    p.add_argument("--relearn-steps", type=int, default=100, help="relearning horizon (steps)")
-    p.add_argument("--relearn-lrs", type=comma_list(float), default=(3e-4, 1e-3), help="relearning LR sweep")
-    p.add_argument("--relearn-batch-size", type=int, default=32)
+    p.add_argument(
+        "--prune-ks",
+        type=comma_list(non_negative_int),
+        default=PRUNE_KS,
+        help="K values of the pruning curve",
+    )
+    p.add_argument("--relearn-steps", type=positive_int, default=100, help="relearning horizon (steps)")
+    p.add_argument(
+        "--relearn-lrs", type=comma_list(positive_float), default=(3e-4, 1e-3), help="relearning LR sweep"
+    )
+    p.add_argument("--relearn-batch-size", type=positive_int, default=32)
     p.add_argument(
         "--relearn-optimizer", default="adamw", choices=["adamw", "sgd"], help="sgd for compiled models"
     )
     p.add_argument("--no-relearn", action="store_true", help="skip relearning (no revival evidence)")
     p.add_argument("--no-patch", action="store_true", help="skip cross-model patching")
     for name in THRESHOLD_FLAGS:
-        kind = int if name == "prune_k_max" else float
+        kind = THRESHOLD_TYPES.get(name, fraction)
         p.add_argument(
             f"--{name.replace('_', '-')}",
             type=kind,
             help=f"threshold (default {getattr(AuditThresholds(), name)})",
         )
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, probes and relearning")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, probes and relearning")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default $FTMECH_THREADS or 1)")
-    p.add_argument("--out", help="directory for config.json, summary.json and report.html")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")
+    output_flags(p, required=False, help="directory for config.json, summary.json and report.html")
     p.set_defaults(handler=cmd_audit)

@@ -3,7 +3,9 @@
 Each study package (``analyses.<study>``) contributes its stage commands (``cli.add_commands``), its
 ``ftmech reproduce <study>`` entry point (``cli.main``) and its report writer
 (``report.write_study_report(results, path)``); ``ftmech report DIR`` dispatches on the ``study`` that
-``results.json`` records. Library errors (``FtmechError``) print one line, ``ftmech: error: ...``, and exit
+``results.json`` records. A command that writes ``--out`` runs inside ``interp.run_dirs.claim_output``: another
+run's results are never clobbered (``--overwrite`` replaces them, ``--resume`` continues an unfinished run),
+and a repeated command on a finished directory reports it as done. Library errors (``FtmechError``) print one line, ``ftmech: error: ...``, and exit
 with code 2; anything else is a bug and keeps its traceback.
 """
 
@@ -13,17 +15,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from interp.arguments import ArgParser
+from interp.arguments import ArgParser, existing_dir
 from interp.config import lookup
 from interp.errors import ConfigError, FtmechError
 from interp.jsonio import print_json, read_json
+from interp.run_dirs import claim_output
 
 STUDIES = {name: f"analyses.{name}" for name in ("pcfg", "tracr", "tinystories", "audit_bench")}
+NOT_SETTINGS = ("handler", "claim_output", "out", "overwrite", "resume", "no_progress", "threads")
 
 
 def _study_module(study: str, part: str):
     """``analyses.<study>.<part>`` for a known study name (a one-line error otherwise)."""
     return importlib.import_module(f"{lookup(STUDIES, study, 'study')}.{part}")
+
+
+def study_parser(study: str) -> argparse.ArgumentParser:
+    """The parser of ``ftmech reproduce STUDY``'s own flags."""
+    return _study_module(study, "cli").build_parser()
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
@@ -66,16 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_reproduce)
 
     p = sub.add_parser("report", help="rebuild DIR/report.html from DIR/results.json")
-    p.add_argument("dir", help="a study directory written by ftmech reproduce")
+    p.add_argument("dir", type=existing_dir, help="a study directory written by ftmech reproduce")
     p.set_defaults(handler=cmd_report)
     return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed command; one that writes ``--out`` holds it (``claim_output``) while it runs."""
+    if not (getattr(args, "claim_output", False) and args.out):
+        return int(args.handler(args) or 0)
+    settings = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+    resume = getattr(args, "resume", False)
+    with claim_output(args.out, settings, overwrite=args.overwrite, resume=resume) as claim:
+        if claim.done:
+            note = "this finished run is already there; nothing was written (pass --overwrite to redo it)"
+            print_json({"out": args.out, "status": "done", "note": note})
+            return 0
+        return int(args.handler(args) or 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ftmech``; returns the exit code (2 for user errors)."""
     try:
-        args = build_parser().parse_args(argv)
-        return int(args.handler(args) or 0)
+        return run_command(build_parser().parse_args(argv))
     except FtmechError as exc:
         print(f"ftmech: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,14 @@
-"""Command-line parsing shared by every ftmech command: usage errors are one-line ``ConfigError``s."""
+"""Command-line parsing shared by every ftmech command: usage errors are one-line ``ConfigError``s, and every
+count, fraction and path flag is checked by one ``type=`` validator of this module before any work starts.
+
+argparse names the flag in front of a validator's message (``argument --n: must be an integer >= 1, got
+'0'``), so the messages here say only what is wrong with the value.
+"""
 
 import argparse
+import math
 from collections.abc import Callable
+from pathlib import Path
 
 from interp.errors import ConfigError
 
@@ -13,15 +20,116 @@ class ArgParser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
-def comma_list(kind: type) -> Callable[[str], tuple]:
-    """An argparse ``type`` reading comma-separated values of ``kind``, e.g. ``--prune-ks 0,1,2,5``."""
+def _integer(text: str, least: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (``--n``, ``--steps``, ``--batch-size``, ``--workers`` ...)."""
+    return _integer(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An integer that may be 0 (seeds, K values of a pruning curve)."""
+    return _integer(text, 0)
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, speed-up factors)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (noise scales)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A fraction in [0, 1] (``--c-te``, ``--c-tr``, thresholds); NaN and infinities are refused."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1], got {text!r}")
+    return value
+
+
+def existing_dir(text: str) -> str:
+    """A directory that exists (a checkpoint or a run to read)."""
+    if not Path(text).is_dir():
+        what = "is not a directory" if Path(text).exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text} {what}")
+    return text
+
+
+def existing_file(text: str) -> str:
+    """A file that exists (a config to load)."""
+    if not Path(text).is_file():
+        what = "is not a file" if Path(text).exists() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{text} {what}")
+    return text
+
+
+def comma_list(kind: Callable[[str], object]) -> Callable[[str], tuple]:
+    """An argparse ``type`` reading comma-separated values, each checked by ``kind`` (e.g. ``non_negative_int``
+    for ``--prune-ks 0,1,2,5``)."""
 
     def parse(text: str) -> tuple:
-        try:
-            return tuple(kind(part) for part in text.split(",") if part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated {kind.__name__}s, got {text!r}"
-            ) from None
+        values = []
+        for part in (p for p in text.split(",") if p):
+            try:
+                values.append(kind(part))
+            except (ValueError, argparse.ArgumentTypeError) as exc:
+                raise argparse.ArgumentTypeError(f"in {text!r}: {exc}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected comma-separated values, got {text!r}")
+        return tuple(values)
 
+    parse.__name__ = f"comma_list({getattr(kind, '__name__', kind)})"
     return parse
+
+
+def output_flags(
+    p: argparse.ArgumentParser,
+    *,
+    required: bool = True,
+    default: str | None = None,
+    resumable: bool = False,
+    runner_claims: bool = False,
+    help: str = "output directory",
+) -> None:
+    """``--out``, ``--overwrite`` and (for resumable runs) ``--resume``: the flags of ``interp.run_dirs``.
+
+    The ``ftmech`` dispatcher claims ``--out`` around the command (``claim_output=True``) unless the command's
+    runner claims it itself (``runner_claims``: the studies, whose runners are also called directly).
+    """
+    p.add_argument("--out", required=required and default is None, default=default, help=help)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace what --out holds; the old contents are removed only once the new run is complete",
+    )
+    if resumable:
+        p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    if not runner_claims:
+        p.set_defaults(claim_output=True)

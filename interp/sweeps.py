@@ -4,8 +4,10 @@ A sweep is a list of ``Job``s. Each names a top-level function as ``"module:func
 keyword arguments and its own output directory. ``run_jobs`` calls ``fn(out_dir=Path(out_dir), **kwargs)``
 in a worker process once every job in ``deps`` has finished, then writes a ``DONE`` marker atomically
 as the job's last act. A re-run skips every job whose marker is there, so a killed sweep redoes only
-what is missing. A failure is recorded with its message; the jobs that depend on it are skipped, the
-others go on, and the caller reads the ``JobResult``s to decide what to do.
+what is missing; a job whose ``RUNNING`` marker outlived its worker (killed mid-job) is re-run and the
+log says so. A failure is recorded with its message and its traceback in ``<out_dir>/error.log``; the
+jobs that depend on it are skipped, the others go on, and the caller reads the ``JobResult``s (or calls
+``raise_failures``) to decide what to do.
 
 Jobs must be deterministic functions of their kwargs: the local pool and Ray then give the same files.
 """
@@ -32,6 +34,8 @@ from interp.config import config_hash, to_dict
 from interp.errors import ConfigError
 
 DONE = "DONE"
+RUNNING = "RUNNING"
+ERROR_LOG = "error.log"
 JOB_JSON = "job.json"
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "--executor ray needs the ray extra: pip install 'ftmech[ray]'"
@@ -136,6 +140,7 @@ class JobResult:
     value: Any = None  # the function's JSON-native return value (read back from DONE when cached)
     error: str | None = None  # one line for failed and skipped jobs
     traceback: str | None = None  # the worker's traceback for failed jobs
+    log: str | None = None  # the file holding that traceback (failed jobs whose worker survived)
 
     @property
     def ok(self) -> bool:
@@ -176,6 +181,16 @@ def run_jobs(
         }
         _log("sweep done: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return [results[job.key] for job in jobs]
+
+
+def raise_failures(results: Sequence[JobResult]) -> None:
+    """A ConfigError naming the failed jobs (the first with its log), once a sweep has written what it could."""
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        first = failed[0]
+        raise ConfigError(
+            f"{len(failed)} job(s) failed, e.g. {first.key}: {first.error}; see {first.log or first.out_dir}"
+        )
 
 
 def _check_sweep(jobs: Sequence[Job], *, workers: int, executor: str, threads_per_worker: int) -> None:
@@ -221,6 +236,7 @@ def _schedule(jobs: list[Job], backend: "_Backend", *, workers: int, progress: b
         if progress:
             took = f" ({result.wall_s:.1f}s)" if result.wall_s is not None else ""
             why = f": {result.error}" if result.error else ""
+            why += f" (traceback in {result.log})" if result.log else ""
             _log(f"sweep [{len(results)}/{total}] {result.status} {result.key}{took}{why}")
 
     pending: list[Job] = []
@@ -228,8 +244,10 @@ def _schedule(jobs: list[Job], backend: "_Backend", *, workers: int, progress: b
         cached = _read_done(job)
         if cached is not None:
             record(cached)
-        else:
-            pending.append(job)
+            continue
+        if (Path(job.out_dir) / RUNNING).is_file():
+            _log(f"sweep: re-running {job.key}: its earlier run stopped mid-job (worker killed or crashed)")
+        pending.append(job)
     in_flight: dict[Any, Job] = {}
     while pending or in_flight:
         waiting: list[Job] = []
@@ -287,11 +305,13 @@ def _execute(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[str
 
     set_threads(threads)
     start = time.perf_counter()
+    out_dir = Path(job["out_dir"])
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / ERROR_LOG).unlink(missing_ok=True)
+        atomic_write_text(out_dir / RUNNING, json.dumps({"pid": os.getpid(), "started": time.time()}) + "\n")
         module_name, _, fn_name = job["fn"].partition(":")
         fn = getattr(importlib.import_module(module_name), fn_name)
-        out_dir = Path(job["out_dir"])
-        out_dir.mkdir(parents=True, exist_ok=True)
         value = fn(out_dir=out_dir, **job["kwargs"])
         wall_s = time.perf_counter() - start
         try:
@@ -302,13 +322,23 @@ def _execute(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[str
                 "return numbers, strings, lists or dicts, or None and write results to out_dir"
             ) from None
         atomic_write_text(out_dir / DONE, text + "\n")
+        (out_dir / RUNNING).unlink(missing_ok=True)
         return {"status": "ok", "wall_s": wall_s, "value": json.loads(text)["value"]}
     except Exception as exc:
+        trace = traceback.format_exc()
+        log = None
+        try:
+            atomic_write_text(out_dir / ERROR_LOG, trace)
+            (out_dir / RUNNING).unlink(missing_ok=True)
+            log = str(out_dir / ERROR_LOG)
+        except OSError:
+            pass  # the out_dir itself is unwritable: the traceback still travels in the result
         return {
             "status": "failed",
             "wall_s": time.perf_counter() - start,
             "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
-            "traceback": traceback.format_exc(),
+            "traceback": trace,
+            "log": log,
         }
 
 

@@ -13,6 +13,7 @@ samples by editing only non-O_PT tokens of the window, so r(x, O_PT) is unchange
 """
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from itertools import product
 
@@ -59,12 +60,19 @@ def parse_prior(text: str | tuple[float, ...]) -> tuple[float, float, float]:
 
 
 def check_prior(prior: tuple[float, ...]) -> None:
-    """A prior is three non-negative probabilities for (a, b, c) that sum to 1."""
-    if len(prior) != 3 or any(p < 0 for p in prior) or abs(sum(prior) - 1) > 1e-6:
-        raise ConfigError(
-            f"prior {tuple(prior)} must be three non-negative probabilities for (a, b, c) summing to 1 "
-            f"(it sums to {sum(prior):.4g}); e.g. --prior 0.9,0.1,0"
-        )
+    """A prior is three non-negative probabilities for (a, b, c) that sum to 1; the error names what is wrong."""
+    if len(prior) != 3:
+        problem = f"has {len(prior)} value{'s' if len(prior) != 1 else ''}, not three (one each for a, b, c)"
+    elif not all(math.isfinite(p) and p >= 0 for p in prior):
+        problem = "has a negative or non-finite value"
+    elif abs(sum(prior) - 1) > 1e-6:
+        problem = f"sums to {sum(prior):.4g}, not 1"
+    else:
+        return
+    raise ConfigError(
+        f"prior {tuple(prior)} {problem}: give three non-negative probabilities for (a, b, c) summing to 1, "
+        "e.g. --prior 0.9,0.1,0"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

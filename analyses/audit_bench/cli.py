@@ -10,39 +10,56 @@ from analyses.audit_bench.config import PRESETS, AuditBenchConfig
 from analyses.audit_bench.jobs import plan
 from analyses.audit_bench.report import write_study_report
 from analyses.audit_bench.results import collect
-from interp.arguments import ArgParser
+from interp.arguments import ArgParser, existing_file, output_flags, positive_int
 from interp.config import load_config, lookup, to_dict
-from interp.errors import ConfigError
 from interp.jsonio import print_json, write_json
-from interp.sweeps import run_jobs
+from interp.run_dirs import claim_output
+from interp.sweeps import raise_failures, run_jobs
 
 
-def run_bench(config: AuditBenchConfig, out: Path, *, workers: int = 2, progress: bool = True) -> dict:
-    """Run (or finish) the benchmark in ``out``; write results.json and report.html; return the results."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "bench_config.json", to_dict(config))
-    jobs, cases = plan(config, out / "runs")
-    t0 = time.time()
-    done = run_jobs(jobs, workers=workers, progress=progress)
-    results = collect(config, cases, done, wall_seconds=time.time() - t0)
-    write_json(out / "results.json", results)
-    write_study_report(results, out / "report.html")
-    failed = [r for r in done if r.status == "failed"]
-    if failed:
-        raise ConfigError(
-            f"{len(failed)} job(s) failed, e.g. {failed[0].key}: {failed[0].error}; see {failed[0].out_dir}"
-        )
+def run_bench(
+    config: AuditBenchConfig,
+    out: Path,
+    *,
+    workers: int = 2,
+    progress: bool = True,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict:
+    """Run (or finish) the benchmark in ``out``; write results.json and report.html; return the results.
+
+    ``out`` is claimed (``interp.run_dirs``): another study's directory is refused unless ``overwrite``, and a
+    finished benchmark of this config is reused without rewriting its files.
+    """
+    fingerprint = {"study": "audit_bench", "config": to_dict(config)}
+    with claim_output(out, fingerprint, overwrite=overwrite, resume=resume, continues=True) as claim:
+        if not claim.done:
+            write_json(out / "bench_config.json", to_dict(config))
+        jobs, cases = plan(config, out / "runs")
+        t0 = time.time()
+        done = run_jobs(jobs, workers=workers, progress=progress)
+        results = collect(config, cases, done, wall_seconds=time.time() - t0)
+        if not claim.done:
+            write_json(out / "results.json", results)
+            write_study_report(results, out / "report.html")
+        raise_failures(done)
     return results
 
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--out", default="runs/audit_bench", help="benchmark directory (re-runs reuse finished jobs)"
+    output_flags(
+        p,
+        default="runs/audit_bench",
+        resumable=True,
+        runner_claims=True,
+        help="benchmark directory (re-runs reuse finished jobs)",
     )
     p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
-    p.add_argument("--config", help="an AuditBenchConfig JSON/YAML file (overrides --preset)")
-    p.add_argument("--seeds", type=int, help="use seeds 0..N-1")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (one torch thread each)")
+    p.add_argument(
+        "--config", type=existing_file, help="an AuditBenchConfig JSON/YAML file (overrides --preset)"
+    )
+    p.add_argument("--seeds", type=positive_int, help="use seeds 0..N-1")
+    p.add_argument("--workers", type=positive_int, default=2, help="worker processes (one torch thread each)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -52,15 +69,27 @@ def _run(args: argparse.Namespace) -> dict:
     )
     if args.seeds is not None:
         config = dataclasses.replace(config, seeds=tuple(range(args.seeds)))
-    results = run_bench(config, Path(args.out), workers=args.workers, progress=not args.no_progress)
+    results = run_bench(
+        config,
+        Path(args.out),
+        workers=args.workers,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        resume=args.resume,
+    )
     print_json({"results": str(Path(args.out) / "results.json"), "confusion": results["confusion"]})
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def build_parser() -> ArgParser:
+    """The flags of ``ftmech reproduce audit_bench``."""
     p = ArgParser(prog="ftmech reproduce audit_bench", description=__doc__.splitlines()[0])
     _add_flags(p)
-    return _run(p.parse_args(argv))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    return _run(build_parser().parse_args(argv))
 
 
 def add_commands(sub) -> None:

@@ -14,11 +14,20 @@ from typing import Any
 
 from analyses.pcfg.config import PCFGStudyConfig
 from analyses.pcfg.jobs import run_study
-from interp.arguments import ArgParser
+from interp.arguments import (
+    ArgParser,
+    existing_dir,
+    existing_file,
+    fraction,
+    non_negative_int,
+    output_flags,
+    positive_float,
+    positive_int,
+)
 from interp.config import load_config
 from interp.errors import ConfigError
 from interp.jsonio import print_json, write_json
-from interp.lr_levels import checkpoint_pretrain_lr, lr_for_level
+from interp.lr_levels import LABELLINGS, LEVELS, checkpoint_pretrain_lr, lr_for_level
 from interp.models import preset as model_preset
 from interp.runtime import numpy_rng
 from interp.training import TrainConfig
@@ -38,27 +47,28 @@ from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec, parse_prior, sampl
 
 
 def _common_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="optimizer steps (default: the preset's)")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--batch-size", type=int, help="sequences per step (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data and initialisation")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (default: the preset's)")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate")
+    p.add_argument("--batch-size", type=positive_int, help="sequences per step (default: the preset's)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and initialisation")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default $FTMECH_THREADS or 1)")
-    p.add_argument("--eval-every", type=int, help="steps between evaluations")
-    p.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints")
-    p.add_argument(
-        "--resume", action="store_true", help="continue a killed run in --out exactly where it stopped"
-    )
+    p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")
+    p.add_argument("--eval-every", type=positive_int, help="steps between evaluations")
+    p.add_argument("--checkpoint-every", type=positive_int, help="steps between resumable checkpoints")
+    output_flags(p, resumable=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _stage_flags(p: argparse.ArgumentParser) -> None:
     """Flags of the stages that start from a checkpoint: sizes and the LR given as an eta level."""
     p.add_argument("--preset", default="cpu", help="study preset for default sizes: cpu, paper or tiny")
+    p.add_argument("--lr-level", choices=LEVELS, help="eta level relative to the pretraining LR")
     p.add_argument(
-        "--lr-level", choices=["L", "M", "S", "VS"], help="eta level relative to the pretraining LR"
+        "--lr-labelling",
+        default="main_text",
+        choices=LABELLINGS,
+        help="main_text (eta_M = eta_PT/10) or appendix",
     )
-    p.add_argument("--lr-labelling", default="main_text", help="main_text (eta_M = eta_PT/10) or appendix")
 
 
 def _train_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,8 +109,8 @@ def _task_config_from_args(args: argparse.Namespace):
 
 def _task_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="cpu", help="study preset: cpu, paper or tiny")
-    p.add_argument("--window", type=int, help="text tokens per sample")
-    p.add_argument("--region", type=int, help="counted region (the largest O' when O' varies)")
+    p.add_argument("--window", type=positive_int, help="text tokens per sample")
+    p.add_argument("--region", type=positive_int, help="counted region (the largest O' when O' varies)")
 
 
 def cmd_data_pcfg(args: argparse.Namespace) -> None:
@@ -261,76 +271,77 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _task_flags(p)
     p.add_argument("--task", default="count", help="count, count_bigram, index, index_bigram or token")
     p.add_argument("--operand", default="a", help="a, b, c (or a bigram such as ab)")
-    p.add_argument("--n", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=positive_int, default=10, help="samples to print")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument(
-        "--c-tr", type=float, default=0.0, help="fraction of samples with the spurious correlation"
+        "--c-tr", type=fraction, default=0.0, help="fraction of samples with the spurious correlation"
     )
     p.add_argument("--q", type=int, default=1, help="planted offset r(x, b) - r(x, a)")
     p.set_defaults(handler=cmd_data_pcfg)
     p = data_sub.add_parser("pcfg-strings", help="full grammar strings, one per line")
-    p.add_argument("--n", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=positive_int, default=10, help="strings to print")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(handler=cmd_data_strings)
 
     p = sub.add_parser("pretrain", help="pretrain a model on the PCFG task mixture")
     _task_flags(p)
     p.add_argument("--prior", help="operand prior over (a,b,c): 0.9,0.1,0 or low|medium|high|only_b|no_a")
     p.add_argument("--families", help="comma-separated task families")
-    p.add_argument("--jailbreak-frac", type=float, help="fraction of counting samples with a jailbreak token")
+    p.add_argument(
+        "--jailbreak-frac", type=fraction, help="fraction of counting samples with a jailbreak token"
+    )
     p.add_argument("--model", help="architecture preset (default: the study preset's)")
-    p.add_argument("--config", help="a PretrainConfig JSON/YAML file; flags override it")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--config", type=existing_file, help="a PretrainConfig JSON/YAML file; flags override it")
     _common_train_flags(p)
     p.set_defaults(handler=cmd_pretrain)
 
     p = sub.add_parser(
         "finetune", help="fine-tune a pretrained PCFG model on counting O_FT with a spurious correlation"
     )
-    p.add_argument("base", help="pretrained checkpoint directory")
+    p.add_argument("base", type=existing_dir, help="pretrained checkpoint directory")
     _stage_flags(p)
     p.add_argument(
-        "--c-tr", type=float, default=1.0, help="C_Tr: fraction of samples with count(b) = count(a) + q"
+        "--c-tr", type=fraction, default=1.0, help="C_Tr: fraction of samples with count(b) = count(a) + q"
     )
     p.add_argument("--q", type=int, default=1)
     p.add_argument("--operand-pt", default="a")
     p.add_argument("--operand-ft", default="b")
     p.add_argument(
-        "--mix-pt-frac", type=float, default=0.0, help="fraction of each batch from pretraining data (E.1)"
+        "--mix-pt-frac", type=fraction, default=0.0, help="fraction of each batch from pretraining data (E.1)"
     )
     p.add_argument(
         "--rand-ft", action="store_true", help="randFT (E.4): answer count(O_FT) on count-O_PT inputs"
     )
-    p.add_argument("--out", required=True)
     _common_train_flags(p)
     p.set_defaults(handler=cmd_finetune)
 
     p = sub.add_parser("reverse-ft", help="train a model back on counting O_PT and time the revival")
-    p.add_argument("start", help="checkpoint to start from (fine-tuned model or a control)")
+    p.add_argument(
+        "start", type=existing_dir, help="checkpoint to start from (fine-tuned model or a control)"
+    )
     _stage_flags(p)
     p.add_argument("--operand-pt", default="a")
     p.add_argument(
-        "--reference-accuracy", type=float, default=1.0, help="the pretrained model's O_PT accuracy"
+        "--reference-accuracy", type=fraction, default=1.0, help="the pretrained model's O_PT accuracy"
     )
     p.add_argument(
-        "--threshold-frac", type=float, default=0.9, help="revived at this fraction of the reference"
+        "--threshold-frac", type=fraction, default=0.9, help="revived at this fraction of the reference"
     )
     p.add_argument(
         "--from-scratch", action="store_true", help="Scr. control: re-initialise the weights first"
     )
-    p.add_argument("--out", required=True)
     _common_train_flags(p)
     p.set_defaults(handler=cmd_reverse_ft)
 
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
-    p.add_argument("dir", help="checkpoint directory")
+    p.add_argument("dir", type=existing_dir, help="checkpoint directory")
     p.add_argument("--task", default="count")
     p.add_argument("--operand", default="a")
     p.add_argument("--operand-pt", default="a", help="O_PT of the correlation (with --c-te > 0)")
-    p.add_argument("--c-te", type=float, default=0.0, help="fraction of test samples with the correlation")
+    p.add_argument("--c-te", type=fraction, default=0.0, help="fraction of test samples with the correlation")
     p.add_argument("--q", type=int, default=1)
-    p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=positive_int, default=2000, help="test samples")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=cmd_evaluate)
 
@@ -341,12 +352,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="ftmech reproduce pcfg", description="Reproduce the PCFG study end to end.")
     p.add_argument("--preset", help="cpu (the default), paper or tiny")
-    p.add_argument("--seeds", type=int, help="number of seeds, run as 0..N-1 (default 3)")
-    p.add_argument("--out", default="runs/pcfg", help="study directory (re-runs reuse finished jobs)")
-    p.add_argument("--workers", type=int, default=2, help="parallel worker processes (one torch thread each)")
+    p.add_argument("--seeds", type=positive_int, help="number of seeds, run as 0..N-1 (default 3)")
+    output_flags(
+        p,
+        default="runs/pcfg",
+        resumable=True,
+        runner_claims=True,
+        help="study directory (re-runs reuse finished jobs)",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=2, help="parallel worker processes (one torch thread each)"
+    )
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--device", help="auto (the default), cpu or cuda")
-    p.add_argument("--config", help="a PCFGStudyConfig JSON/YAML file; --preset/--seeds/--device override it")
+    p.add_argument(
+        "--config",
+        type=existing_file,
+        help="a PCFGStudyConfig JSON/YAML file; --preset/--seeds/--device override it",
+    )
     p.add_argument("--no-analysis", action="store_true", help="skip probes, pruning, diffing and the audit")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -365,7 +388,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         overrides["analyse"] = False
     config = dataclasses.replace(config, **overrides)
     summary = run_study(
-        config, Path(args.out), workers=args.workers, executor=args.executor, progress=not args.no_progress
+        config,
+        Path(args.out),
+        workers=args.workers,
+        executor=args.executor,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        resume=args.resume,
     )
     print(
         json.dumps(

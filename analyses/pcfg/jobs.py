@@ -17,12 +17,12 @@ from analyses.pcfg.report import write_study_report
 from analyses.pcfg.results import collect_results
 from interp.checkpoints import read_checkpoint_info
 from interp.config import to_dict
-from interp.errors import ConfigError
 from interp.evaluation import evaluate
 from interp.jsonio import write_json
 from interp.lr_levels import LEVELS, lr_for_level
 from interp.models import preset as model_preset
-from interp.sweeps import Job, run_dir, run_jobs
+from interp.run_dirs import claim_output
+from interp.sweeps import Job, raise_failures, run_dir, run_jobs
 from interp.training import RESUME_DIR
 from procedural_tasks.pcfg_protocols import (
     FinetuneConfig,
@@ -204,21 +204,30 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
 
 
 def run_study(
-    config: PCFGStudyConfig, out: Path, *, workers: int = 2, executor: str = "local", progress: bool = True
+    config: PCFGStudyConfig,
+    out: Path,
+    *,
+    workers: int = 2,
+    executor: str = "local",
+    progress: bool = True,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> dict:
-    """Run (or finish) the study in ``out``; write results.json and report.html; return the results."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "study_config.json", to_dict(config))
-    plan = plan_study(config, out / "runs")
-    t0 = time.time()
-    results = run_jobs(plan.jobs, workers=workers, executor=executor, progress=progress)
-    failed = [r for r in results if r.status == "failed"]
-    summary = collect_results(config, plan, results, wall_seconds=time.time() - t0)
-    write_json(out / "results.json", summary)
-    write_study_report(summary, out / "report.html")
-    if failed:
-        first = failed[0]
-        raise ConfigError(
-            f"{len(failed)} job(s) failed, e.g. {first.key}: {first.error}; see {first.out_dir}"
-        )
+    """Run (or finish) the study in ``out``; write results.json and report.html; return the results.
+
+    ``out`` is claimed (``interp.run_dirs``): another study's directory is refused unless ``overwrite``, and a
+    finished study of this config is reused without rewriting its files.
+    """
+    fingerprint = {"study": "pcfg", "config": to_dict(config)}
+    with claim_output(out, fingerprint, overwrite=overwrite, resume=resume, continues=True) as claim:
+        if not claim.done:
+            write_json(out / "study_config.json", to_dict(config))
+        plan = plan_study(config, out / "runs")
+        t0 = time.time()
+        results = run_jobs(plan.jobs, workers=workers, executor=executor, progress=progress)
+        summary = collect_results(config, plan, results, wall_seconds=time.time() - t0)
+        if not claim.done:
+            write_json(out / "results.json", summary)
+            write_study_report(summary, out / "report.html")
+        raise_failures(results)
     return summary

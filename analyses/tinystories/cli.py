@@ -17,7 +17,15 @@ from typing import Any
 
 from analyses.tinystories.config import PRESETS, TinyStoriesStudyConfig, cpu_study_config
 from analyses.tinystories.run import run_studies
-from interp.arguments import ArgParser
+from interp.arguments import (
+    ArgParser,
+    existing_dir,
+    existing_file,
+    non_negative_int,
+    output_flags,
+    positive_float,
+    positive_int,
+)
 from interp.config import load_config, lookup
 from interp.errors import ConfigError, DataError
 from interp.jsonio import print_json
@@ -66,13 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", default="cpu", help="cpu (minutes, the default) or gpu (the study's 91M model)"
     )
-    p.add_argument("--seeds", type=int, help="number of model seeds, run as 0..N-1 (default 2)")
+    p.add_argument("--seeds", type=positive_int, help="number of model seeds, run as 0..N-1 (default 2)")
     p.add_argument(
-        "--config", help="a TinyStoriesStudyConfig JSON/YAML file (one setting); flags override it"
+        "--config",
+        type=existing_file,
+        help="a TinyStoriesStudyConfig JSON/YAML file (one setting); flags override it",
     )
     p.add_argument("--deletion-kinds", help="comma-separated: filter,filter_random_labels,filter_mix_match")
-    p.add_argument("--out", default="runs/tinystories", help="study directory (re-runs reuse finished jobs)")
-    p.add_argument("--workers", type=int, default=2, help="parallel worker processes (one torch thread each)")
+    output_flags(
+        p,
+        default="runs/tinystories",
+        resumable=True,
+        runner_claims=True,
+        help="study directory (re-runs reuse finished jobs)",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=2, help="parallel worker processes (one torch thread each)"
+    )
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--device", help="auto (the default), cpu or cuda")
     p.add_argument("--no-progress", action="store_true")
@@ -116,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         workers=args.workers,
         executor=args.executor,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
+        resume=args.resume,
     )
     print_json(
         {
@@ -246,30 +266,35 @@ def cmd_hub(args: argparse.Namespace) -> None:
 def _data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting", default="synthetic", choices=["synthetic", "shared"], help="corpus")
     p.add_argument("--feature", help="feature to delete/recover (default: twist, or dialogue for shared)")
-    p.add_argument("--n-stories", type=int, help="synthetic corpus size")
-    p.add_argument("--n-ctx", type=int, help="tokens per text at most")
-    p.add_argument("--vocab-size", type=int, help="tokenizer vocabulary bound")
+    p.add_argument("--n-stories", type=positive_int, help="synthetic corpus size")
+    p.add_argument("--n-ctx", type=positive_int, help="tokens per text at most")
+    p.add_argument("--vocab-size", type=positive_int, help="tokenizer vocabulary bound")
 
 
 def _train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="optimizer steps (default: the CPU study's)")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--batch-size", type=int, help="stories per step")
-    p.add_argument("--seed", type=int, default=0, help="model seed: initialisation, batch order, generations")
+    p.add_argument("--steps", type=positive_int, help="optimizer steps (default: the CPU study's)")
+    p.add_argument("--lr", type=positive_float, help="learning rate")
+    p.add_argument("--batch-size", type=positive_int, help="stories per step")
+    p.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="model seed: initialisation, batch order, generations",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--out", required=True, help="output checkpoint directory")
+    output_flags(p, help="output checkpoint directory")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ftmech tinystories ...`` to the top-level subparsers."""
     top = subparsers.add_parser("tinystories", help="TinyStories: deletion and recovery of a story feature")
-    sub = top.add_subparsers(dest="tinystories_command", required=True)
+    sub = top.add_subparsers(dest="tinystories_command", required=True, parser_class=ArgParser)
 
     p = sub.add_parser("data", help="print formatted Instruct examples of a data set as JSON lines")
     _data_flags(p)
     p.add_argument("--set", default="filter", choices=DATA_SETS, help="which set (deletion kinds or prompts)")
-    p.add_argument("--n", type=int, default=3, help="examples to print")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Instruct line order")
+    p.add_argument("--n", type=positive_int, default=3, help="examples to print")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the Instruct line order")
     p.set_defaults(handler=cmd_data)
 
     p = sub.add_parser(
@@ -283,27 +308,27 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_pretrain)
 
     p = sub.add_parser("delete", help="deletion fine-tuning of a pretrained story model")
-    p.add_argument("base", help="pretrained checkpoint directory")
+    p.add_argument("base", type=existing_dir, help="pretrained checkpoint directory")
     p.add_argument("--kind", default="filter", choices=["filter", "filter_random_labels", "filter_mix_match"])
     p.add_argument("--lr-level", choices=["M", "S"], help="eta_M = base LR / 10, eta_S = base LR / 100")
     _train_flags(p)
     p.set_defaults(handler=cmd_delete)
 
     p = sub.add_parser("recover", help="recovery (reverse) fine-tuning on stories with the feature")
-    p.add_argument("start", help="deleted (or never-had-it) checkpoint directory")
+    p.add_argument("start", type=existing_dir, help="deleted (or never-had-it) checkpoint directory")
     p.add_argument(
         "--lr-level", default="S", choices=["M", "S"], help="LR = the pretraining LR / 10 or / 100"
     )
-    p.add_argument("--n-generations", type=int, default=128, help="generations per score")
+    p.add_argument("--n-generations", type=positive_int, default=128, help="generations per score")
     _train_flags(p)
     p.set_defaults(handler=cmd_recover)
 
     p = sub.add_parser("score", help="generation score of a story checkpoint (Wilson 95%% CI)")
-    p.add_argument("checkpoint")
-    p.add_argument("--n-generations", type=int, default=128)
-    p.add_argument("--max-new-tokens", type=int, default=130)
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
-    p.add_argument("--examples", type=int, default=3, help="generated stories to print")
+    p.add_argument("checkpoint", type=existing_dir, help="story checkpoint directory")
+    p.add_argument("--n-generations", type=positive_int, default=128)
+    p.add_argument("--max-new-tokens", type=positive_int, default=130)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the sampling generator")
+    p.add_argument("--examples", type=non_negative_int, default=3, help="generated stories to print")
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=cmd_score)
 

@@ -14,11 +14,23 @@ from typing import Any
 
 from analyses.tracr.config import PRESETS, TracrStudyConfig
 from analyses.tracr.jobs import run_study
-from interp.arguments import ArgParser, comma_list
+from interp.arguments import (
+    ArgParser,
+    comma_list,
+    existing_dir,
+    existing_file,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    output_flags,
+    positive_float,
+    positive_int,
+)
 from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
 from interp.jsonio import print_json
 from interp.lr_levels import LEVELS
+from interp.sweeps import EXECUTORS
 from procedural_tasks.tracr_analysis import ANALYSIS, TracrAnalysisConfig, analyse_finetuned
 from procedural_tasks.tracr_batches import eval_name
 from procedural_tasks.tracr_finetuning import TracrFinetuneConfig, finetune_lr, run_finetune, sgd_train_config
@@ -32,13 +44,9 @@ TRACR_MISSING = (
 COMPILE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "compile_tracr.py"
 
 
-def _float_or_none(text: str) -> float | None:
-    if text.lower() in ("none", "off"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+def _clip_or_none(text: str) -> float | None:
+    """A gradient-norm clip (a number > 0), or ``none``/``off`` for no clipping."""
+    return None if text.lower() in ("none", "off") else positive_float(text)
 
 
 def cmd_compile(args: argparse.Namespace) -> None:
@@ -114,41 +122,53 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     sub = tracr.add_subparsers(dest="tracr_command", required=True, parser_class=type(tracr))
 
     p = sub.add_parser("compile", help="compile the RASP programs with tracr (needs the tracr extra)")
-    p.add_argument("--programs", nargs="+", default=list(PROGRAMS), help="counter, max_identifier")
+    p.add_argument(
+        "--programs", nargs="+", default=list(PROGRAMS), choices=PROGRAMS, help="programs to compile"
+    )
     p.add_argument(
         "--out-dir", help="where to write {name}.safetensors/json (default: the package's tracr_weights)"
     )
     p.set_defaults(handler=cmd_compile)
 
     p = sub.add_parser("finetune", help="fine-tune a compiled program to O_FT (count b; 6th largest)")
-    p.add_argument("--program", default="counter", help="counter or max_identifier")
-    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--program", default="counter", choices=PROGRAMS, help="the compiled program")
+    p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--lr-level", choices=LEVELS, help="eta level: 1e-1, 1e-2, 1e-3, 1e-4")
     p.add_argument(
-        "--c-tr", type=float, default=0.0, help="C_Tr: fraction of samples with r(x,O_FT)-r(x,O_PT)=q"
+        "--c-tr", type=fraction, default=0.0, help="C_Tr: fraction of samples with r(x,O_FT)-r(x,O_PT)=q"
     )
     p.add_argument("--q", type=int, default=1, help="planted offset")
-    p.add_argument("--steps", type=int, default=200, help="SGD steps (paper: 10000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weight noise, data and evaluation sets")
-    p.add_argument("--n-letters", type=int, help="letters per input (default: the program's max_seq_len)")
+    p.add_argument("--steps", type=positive_int, default=200, help="SGD steps (paper: 10000)")
     p.add_argument(
-        "--noise-std", type=float, default=STUDY_NOISE_STD, help="std of the weight noise (paper: 1e-3)"
+        "--seed", type=non_negative_int, default=0, help="seed of the weight noise, data and evaluation sets"
+    )
+    p.add_argument(
+        "--n-letters", type=positive_int, help="letters per input (default: the program's max_seq_len)"
+    )
+    p.add_argument(
+        "--noise-std",
+        type=non_negative_float,
+        default=STUDY_NOISE_STD,
+        help="std of the weight noise (paper: 1e-3)",
     )
     p.add_argument("--no-balance", action="store_true", help="keep tracr's unbalanced MLP weights")
-    p.add_argument("--grad-clip", type=_float_or_none, default=1.0, help="global grad-norm clip, or 'none'")
-    p.add_argument("--eval-n", type=int, default=500, help="inputs per evaluation set")
+    p.add_argument("--grad-clip", type=_clip_or_none, default=1.0, help="global grad-norm clip, or 'none'")
+    p.add_argument("--eval-n", type=positive_int, default=500, help="inputs per evaluation set")
     p.add_argument("--analyse", action="store_true", help="run the analyses afterwards (as tracr analyse)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--out", required=True, help="output directory")
+    output_flags(p)
     p.set_defaults(handler=cmd_finetune)
 
     p = sub.add_parser("analyse", help="analyse a fine-tuned run against its exact starting point")
-    p.add_argument("dir", help="a directory written by `ftmech tracr finetune`")
+    p.add_argument("dir", type=existing_dir, help="a directory written by `ftmech tracr finetune`")
     p.add_argument(
-        "--prune-ks", type=comma_list(int), default=(0, 1, 2, 3, 4, 8, 20), help="e.g. 0,1,2,3,4,8,20"
+        "--prune-ks",
+        type=comma_list(non_negative_int),
+        default=(0, 1, 2, 3, 4, 8, 20),
+        help="e.g. 0,1,2,3,4,8,20",
     )
-    p.add_argument("--score-n", type=int, default=512, help="inputs scoring grad x weight")
-    p.add_argument("--eval-n", type=int, default=500, help="inputs per evaluation set")
+    p.add_argument("--score-n", type=positive_int, default=512, help="inputs scoring grad x weight")
+    p.add_argument("--eval-n", type=positive_int, default=500, help="inputs per evaluation set")
     p.set_defaults(handler=cmd_analyse)
 
 
@@ -157,12 +177,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="ftmech reproduce tracr", description="Reproduce the Tracr study end to end.")
-    p.add_argument("--out", default="runs/tracr", help="study directory (re-runs skip finished jobs)")
+    output_flags(
+        p,
+        default="runs/tracr",
+        resumable=True,
+        runner_claims=True,
+        help="study directory (re-runs skip finished jobs)",
+    )
     p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
-    p.add_argument("--config", help="a TracrStudyConfig JSON/YAML file (overrides --preset)")
-    p.add_argument("--seeds", type=int, help="use seeds 0..N-1")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (one torch thread each)")
-    p.add_argument("--executor", default="local", help="local or ray")
+    p.add_argument(
+        "--config", type=existing_file, help="a TracrStudyConfig JSON/YAML file (overrides --preset)"
+    )
+    p.add_argument("--seeds", type=positive_int, help="use seeds 0..N-1")
+    p.add_argument("--workers", type=positive_int, default=2, help="worker processes (one torch thread each)")
+    p.add_argument("--executor", default="local", choices=EXECUTORS, help="local or ray")
     return p
 
 
@@ -176,7 +204,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         config = lookup(PRESETS, args.preset, "preset")
     if args.seeds is not None:
         config = from_dict(TracrStudyConfig, {**to_dict(config), "seeds": list(range(args.seeds))})
-    summary = run_study(config, args.out, workers=args.workers, executor=args.executor)
+    summary = run_study(
+        config,
+        args.out,
+        workers=args.workers,
+        executor=args.executor,
+        overwrite=args.overwrite,
+        resume=args.resume,
+    )
     print(
         json.dumps(
             {

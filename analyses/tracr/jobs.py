@@ -18,6 +18,7 @@ from interp.errors import ConfigError, DataError
 from interp.evaluation import evaluate
 from interp.jsonio import read_json, write_json
 from interp.revival import log_spaced_steps
+from interp.run_dirs import claim_output
 from interp.sweeps import Job, run_dir, run_jobs
 from procedural_tasks.tracr_analysis import TracrAnalysisConfig, analyse_finetuned, gradient_share
 from procedural_tasks.tracr_batches import dataset_batch, make_eval_data, tracr_eval_sets
@@ -274,16 +275,26 @@ def run_study(
     workers: int = 2,
     executor: str = "local",
     progress: bool = True,
+    overwrite: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run (or finish) every job, then write ``results.json`` and ``report.html``; returns the results."""
+    """Run (or finish) every job, then write ``results.json`` and ``report.html``; returns the results.
+
+    ``out`` is claimed (``interp.run_dirs``): another study's directory is refused unless ``overwrite``, and a
+    finished study of this config is reused without rewriting its files.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "study_config.json", to_dict(config))
-    start = time.perf_counter()
-    jobs = build_jobs(config, out)
-    results = run_jobs(jobs, workers=workers, executor=executor, progress=progress)
-    wall = time.perf_counter() - start
-    summary = summarise(config, jobs, results, wall_seconds=wall, workers=workers)
-    write_json(out / RESULTS, summary)
-    write_study_report(summary, out / REPORT)
+    fingerprint = {"study": "tracr", "config": to_dict(config)}
+    with claim_output(out, fingerprint, overwrite=overwrite, resume=resume, continues=True) as claim:
+        if not claim.done:
+            write_json(out / "study_config.json", to_dict(config))
+        start = time.perf_counter()
+        jobs = build_jobs(config, out)
+        results = run_jobs(jobs, workers=workers, executor=executor, progress=progress)
+        wall = time.perf_counter() - start
+        summary = summarise(config, jobs, results, wall_seconds=wall, workers=workers)
+        if not claim.done:
+            write_json(out / RESULTS, summary)
+            write_study_report(summary, out / REPORT)
+        claim.finished = all(r.ok for r in results)  # failed jobs are retried by the next run
     return summary

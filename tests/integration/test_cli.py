@@ -35,7 +35,8 @@ def test_data_pcfg_strings(capsys) -> None:
         (["data", "pcfg", "--task", "nope"], "unknown task 'nope'"),
         (["pretrain", "--prior", "0.9,0.2,0", "--out", "x"], "sums to 1.1"),
         (["data", "pcfg", "--window", "10"], "window 10 is smaller"),
-        (["evaluate", "/nonexistent/run"], "config.json is missing"),
+        (["evaluate", "/nonexistent/run"], "argument dir: /nonexistent/run does not exist"),
+        (["evaluate", "/"], "config.json is missing"),  # a directory that is no checkpoint
         (["pretrain", "--preset", "gpu", "--out", "x"], "unknown preset 'gpu'"),
     ],
 )
