@@ -7,6 +7,7 @@ The job functions below are top-level in this module, so worker processes import
 import itertools
 import json
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,17 @@ from hypothesis import strategies as st
 
 from interp.config import to_dict
 from interp.errors import ConfigError
-from interp.sweeps import DONE, JOB_JSON, Job, expand_grid, run_dir, run_jobs
+from interp.sweeps import (
+    DONE,
+    ERROR_LOG,
+    JOB_JSON,
+    RUNNING,
+    Job,
+    expand_grid,
+    raise_failures,
+    run_dir,
+    run_jobs,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +63,14 @@ def fail(*, out_dir: Path, message: str) -> None:
 
 def die(*, out_dir: Path) -> None:
     os._exit(3)  # a worker killed mid-job (as by the OOM killer)
+
+
+def die_once(*, out_dir: Path) -> str:
+    """Killed (SIGKILL) mid-job on its first run, after writing a partial file; finishes on the next."""
+    if not (out_dir / "partial.txt").exists():
+        (out_dir / "partial.txt").write_text("half")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "finished"
 
 
 def _job(key: str, fn: str, out_dir: Path, deps: tuple[str, ...] = (), **kwargs) -> Job:
@@ -205,6 +224,41 @@ def test_a_worker_that_dies_fails_its_job_and_the_sweep_goes_on(tmp_path):
     results = {r.key: r for r in run_jobs(jobs, workers=1, progress=False)}
     assert results["dies"].status == "failed" and "worker process died" in results["dies"].error
     assert results["next"].status == "ok"
+
+
+def test_a_killed_job_is_rerun_alone_on_the_next_invocation_and_the_log_says_so(tmp_path, capfd):
+    jobs = [
+        _job("killed", "die_once", tmp_path / "killed"),
+        _job("other", "write_point", tmp_path / "other", seed=0, scale=1.0),
+    ]
+    first = {r.key: r for r in run_jobs(jobs, workers=1, progress=False)}
+    assert first["killed"].status == "failed" and first["other"].status == "ok"
+    assert (tmp_path / "killed" / RUNNING).is_file() and not (tmp_path / "killed" / DONE).exists()
+    capfd.readouterr()
+    again = {r.key: r for r in run_jobs(jobs, workers=1, progress=True)}
+    err = capfd.readouterr().err
+    assert again["killed"].status == "ok" and again["killed"].value == "finished"
+    assert again["other"].status == "cached" and _runs(tmp_path / "other") == 1
+    assert "re-running killed: its earlier run stopped mid-job" in err
+    assert "re-running other" not in err and not (tmp_path / "killed" / RUNNING).exists()
+
+
+def test_a_raising_job_is_reported_with_its_log_and_the_others_finish(tmp_path, capfd):
+    jobs = [
+        _job("bad", "fail", tmp_path / "bad", message="planted failure"),
+        _job("fine", "write_point", tmp_path / "fine", seed=1, scale=1.0),
+        _job("fine2", "write_point", tmp_path / "fine2", seed=2, scale=1.0),
+    ]
+    results = run_jobs(jobs, workers=2, progress=True)
+    log = tmp_path / "bad" / ERROR_LOG
+    bad = results[0]
+    assert bad.log == str(log) and "ValueError: planted failure" in log.read_text()
+    assert [r.status for r in results[1:]] == ["ok", "ok"]
+    assert f"(traceback in {log})" in capfd.readouterr().err
+    with pytest.raises(
+        ConfigError, match=f"1 job\\(s\\) failed, e.g. bad: ValueError: planted failure; see {log}"
+    ):
+        raise_failures(results)
 
 
 def test_ray_executor_gives_the_same_files_as_the_local_pool(tmp_path):
