@@ -1,0 +1,220 @@
+"""Output directories are never clobbered: a finished run survives a repeated command byte for byte unless
+``--overwrite`` is given; one writer at a time (a stale lock is taken over); a writer killed mid-write leaves
+the previous complete file; and the input defects of issue 16 end in one line, not a traceback or a run.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analyses.cli import main
+from analyses.pcfg.config import PCFGStudyConfig
+from interp.config import to_json
+from interp.errors import ConfigError
+from interp.run_dirs import LOCK, MARKER, acquire_lock, claim_output
+
+TRAIN = ["--preset", "tiny", "--device", "cpu", "--no-progress"]
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, list[str]]:
+    """Finished runs of pretrain, finetune, reverse-ft and probe (a few steps each): name -> its command."""
+    root = tmp_path_factory.mktemp("runs")
+    pt, ft, rev, probe = (str(root / n) for n in ("pt", "ft", "rev", "probe"))
+    commands = {
+        "pretrain": ["pretrain", *TRAIN, "--steps", "3", "--out", pt],
+        "finetune": ["finetune", pt, *TRAIN, "--steps", "2", "--out", ft],
+        "reverse-ft": ["reverse-ft", ft, *TRAIN, "--steps", "2", "--out", rev],
+        "probe": [
+            "probe",
+            pt,
+            "--device",
+            "cpu",
+            "--n",
+            "40",
+            "--steps",
+            "5",
+            "--backend",
+            "torch",
+            "--out",
+            probe,
+        ],
+    }
+    for argv in commands.values():
+        assert main(argv) == 0, argv
+    return commands
+
+
+@pytest.mark.parametrize("command", ["pretrain", "finetune", "reverse-ft", "probe"])
+def test_a_finished_run_survives_a_repeated_command_byte_for_byte(command, runs, capsys) -> None:
+    argv = runs[command]
+    out = Path(argv[-1])
+    before = _hashes(out)
+    assert json.loads((out / MARKER).read_text())["status"] == "done"
+    code, stdout, _ = _run(argv, capsys)
+    assert code == 0 and json.loads(stdout)["status"] == "done"
+    changed = [*argv[:-2], "--seed", "7", "--out", str(out)]
+    code, _, err = _run(changed, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "holds a run with other settings (differs in: seed)" in err and "--overwrite" in err
+    assert _hashes(out) == before and not (out / LOCK).exists()
+
+
+def test_overwrite_replaces_a_run_and_removes_the_old_one_only_after(runs, tmp_path, capsys) -> None:
+    out = tmp_path / "pt"
+    first = ["pretrain", *TRAIN, "--steps", "2", "--out", str(out)]
+    assert main(first) == 0
+    before = _hashes(out)
+    bad = ["pretrain", *TRAIN, "--steps", "2", "--model", "no_such_model", "--overwrite", "--out", str(out)]
+    code, _, err = _run(bad, capsys)
+    assert code == 2 and _hashes(out) == before  # the new run failed: the old one is back in place
+    assert [p.name for p in tmp_path.iterdir()] == ["pt"]
+    again = ["pretrain", *TRAIN, "--steps", "3", "--overwrite", "--out", str(out)]
+    assert main(again) == 0
+    assert _hashes(out)["model.safetensors"] != before["model.safetensors"]
+    assert json.loads((out / "config.json").read_text())["metadata"]["stage_config"]["train"]["steps"] == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["pt"]  # nothing left aside
+
+
+def test_files_of_an_unknown_run_and_an_unfinished_run_are_refused(tmp_path, capsys) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("hours of work")
+    code, _, err = _run(["pretrain", *TRAIN, "--steps", "2", "--out", str(out)], capsys)
+    assert code == 2 and "already holds files of another run (notes.txt)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    fingerprint = {"x": 1}
+    with pytest.raises(RuntimeError), claim_output(tmp_path / "killed", fingerprint):
+        (tmp_path / "killed" / "partial.bin").write_bytes(b"1")
+        raise RuntimeError("killed")
+    with pytest.raises(ConfigError, match="unfinished run of this command.*--resume"):
+        with claim_output(tmp_path / "killed", fingerprint):
+            pass
+    with claim_output(tmp_path / "killed", fingerprint, resume=True) as claim:
+        assert not claim.done
+    with claim_output(tmp_path / "killed", fingerprint) as claim:
+        assert claim.done
+
+
+def test_a_failed_fresh_run_leaves_no_directory(tmp_path, capsys) -> None:
+    out = tmp_path / "new"
+    code, _, err = _run(["pretrain", "--preset", "gpu", "--out", str(out)], capsys)
+    assert code == 2 and "unknown preset 'gpu'" in err and not out.exists()
+
+
+def test_a_second_writer_gets_one_line_and_a_stale_lock_is_taken_over(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK).write_text(json.dumps({"pid": holder.pid, "host": os.uname().nodename, "since": "now"}))
+        code, _, err = _run(["pretrain", *TRAIN, "--steps", "2", "--out", str(out)], capsys)
+        assert code == 2 and len(err.strip().splitlines()) == 1
+        assert f"being written by another ftmech process (pid {holder.pid}" in err
+    finally:
+        holder.kill()
+        holder.wait()
+    acquire_lock(out).unlink()  # the holder is gone: its lock is stale and taken over
+    (out / LOCK).write_text("")  # a writer killed between creating and filling its lock
+    assert json.loads(acquire_lock(out).read_text())["pid"] == os.getpid()
+
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from interp.atomic_files import atomic_write
+
+def write(tmp):
+    with open(tmp, "w") as handle:
+        handle.write('{"study": "new", "half": ')
+        handle.flush()
+        Path(sys.argv[2]).touch()
+        time.sleep(60)
+
+atomic_write(Path(sys.argv[1]), write)
+"""
+
+
+def test_a_writer_killed_mid_write_leaves_the_previous_complete_file(tmp_path) -> None:
+    target, started = tmp_path / "results.json", tmp_path / "started"
+    target.write_text('{"study": "old"}\n')
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target), str(started)])
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads(target.read_text()) == {"study": "old"}
+    partial = [p for p in tmp_path.iterdir() if p.name.startswith(".results.json.")]
+    assert len(partial) == 1 and partial[0].read_text().endswith('"half": ')
+
+
+def _study(tmp_path: Path, name: str, priors: tuple[str, ...]) -> str:
+    config = PCFGStudyConfig(
+        preset="tiny",
+        seeds=(0,),
+        priors=priors,
+        finetune_grid=(("low", "M", 1.0),),
+        reverse_from=(),
+        analyse=False,
+        device="cpu",
+    )
+    path = tmp_path / name
+    path.write_text(to_json(config))
+    return str(path)
+
+
+def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) -> None:
+    out = tmp_path / "study"
+    argv = ["reproduce", "pcfg", "--config", _study(tmp_path, "a.json", ("low",)), "--out", str(out)]
+    argv += ["--workers", "1", "--no-progress"]
+    assert main(argv) == 0
+    before = _hashes(out)
+    assert main(argv) == 0 and _hashes(out) == before
+    other = _study(tmp_path, "b.json", ("low", "medium"))
+    code, _, err = _run([*argv[:3], other, *argv[4:]], capsys)
+    assert code == 2 and "holds a run with other settings (differs in: config.priors)" in err
+    assert _hashes(out) == before
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["evaluate", "PT", "--task", "count", "--operand", "a", "--n", "0"],
+            "argument --n: must be an integer >= 1",
+        ),
+        (["evaluate", "PT", "--c-te", "3"], "argument --c-te: must be a fraction in [0, 1], got '3'"),
+        (["data", "pcfg", "--n", "-3"], "argument --n: must be an integer >= 1, got '-3'"),
+        (["pretrain", "--prior", "0.5,0.5", "--out", "OUT"], "prior (0.5, 0.5) has 2 values, not three"),
+    ],
+)
+def test_issue_16_input_defects_are_one_line(args, message, runs, tmp_path, capsys) -> None:
+    pt = runs["pretrain"][-1]
+    argv = [pt if a == "PT" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    code, out, err = _run(argv, capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith("ftmech: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
