@@ -47,7 +47,11 @@ from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec, parse_prior, sampl
 
 
 def _common_train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=positive_int, help="optimizer steps (default: the preset's)")
+    p.add_argument(
+        "--steps",
+        type=non_negative_int,
+        help="optimizer steps (default: the preset's; 0 keeps the start weights)",
+    )
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--batch-size", type=positive_int, help="sequences per step (default: the preset's)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and initialisation")

@@ -85,7 +85,7 @@ def test_audit_of_pcfg_checkpoints_gives_one_of_four_labels_and_writes_its_repor
     [
         (["--capability", "pcfg:index:a"], "pcfg:count:OPERAND"),
         (["--capability", "bogus:x"], "unknown capability kind"),
-        (["--reference", "/nonexistent/dir"], "is not a directory"),
+        (["--reference", "/nonexistent/dir"], "argument --reference: /nonexistent/dir does not exist"),
     ],
 )
 def test_audit_bad_input_is_one_line(checkpoints, capsys, bad, says):
