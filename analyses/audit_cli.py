@@ -110,7 +110,10 @@ def _report(out: Path, verdict: Verdict, details: list[dict], capability: str) -
                 content=curves_figure(
                     series, title="Relearning the capability", x_title="step", y_title="accuracy"
                 ),
-                caption=f"The fastest LR of the sweep per model; reference: {details[0]['reference_kind']}.",
+                caption=f"The fastest LR of the sweep per model; reference: {details[0]['reference_kind']}. Each "
+                f"model saw {curves[0]['fine-tuned']['examples_seen']} training examples per LR, drawn from a pool "
+                f"of {curves[0]['fine-tuned']['pool_size']} disjoint from the evaluation set (relearning can also "
+                "teach).",
             )
         )
     write_report(

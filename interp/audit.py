@@ -287,6 +287,8 @@ class Verdict:
 
 
 def _summary(seeds: tuple[SeedVerdict, ...], confidence: float) -> dict[str, dict]:
+    """Per test any seed ran: the mean statistic over seeds that have one (None where no seed has a number,
+    e.g. no seed revived), its t-interval, and each seed's value and outcome."""
     out: dict[str, dict] = {}
     for test in ("behaviour", *TESTS):
         results = [
@@ -296,12 +298,12 @@ def _summary(seeds: tuple[SeedVerdict, ...], confidence: float) -> dict[str, dic
             )
             for s in seeds
         ]
-        values = [r.value for r in results if r is not None and r.value is not None]
-        if not values:
+        if all(r is None for r in results):
             continue
-        interval = t_interval(values, confidence=confidence)
+        values = [r.value for r in results if r is not None and r.value is not None]
+        interval = t_interval(values, confidence=confidence) if values else None
         out[test] = {
-            "mean": sum(values) / len(values),
+            "mean": sum(values) / len(values) if values else None,
             "t_interval": None if interval is None else list(interval),
             "per_seed": [None if r is None else r.value for r in results],
             "outcomes": [None if r is None else r.outcome for r in results],

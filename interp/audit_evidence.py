@@ -69,6 +69,18 @@ def _best_probe(
     return top.test_accuracy, top.majority_floor, top.n_test
 
 
+def _probes(base, finetuned, reference, capability: Capability, config: ProbeConfig) -> dict[str, Any]:
+    """Best-layer probe accuracy of the capability's label in the base, fine-tuned and reference models."""
+    probe_pt, floor, n_test = _best_probe(base, capability, config)
+    return {
+        "probe_pt": probe_pt,
+        "probe_floor": floor,
+        "n_probe": n_test,
+        "probe_ft": _best_probe(finetuned, capability, config)[0],
+        "probe_reference": _best_probe(reference, capability, config)[0],
+    }
+
+
 def _pruning(finetuned: torch.nn.Module, capability: Capability, config: EvidenceConfig, seed: int) -> dict:
     select, report = capability.split_eval()
     ks = sorted(set(config.prune_ks))
@@ -130,21 +142,16 @@ def collect_evidence(
     }
     details: dict[str, Any] = {"reference_kind": reference_kind, "capability": capability.name}
     if capability.probe_label is not None:
-        fields["probe_pt"], fields["probe_floor"], fields["n_probe"] = _best_probe(
-            base, capability, config.probe
-        )
-        fields["probe_ft"] = _best_probe(finetuned, capability, config.probe)[0]
-        fields["probe_reference"] = _best_probe(reference, capability, config.probe)[0]
+        fields |= _probes(base, finetuned, reference, capability, config.probe)
     pruning = _pruning(finetuned, capability, config, seed)
     details["pruned_units"] = pruning.pop("_units")
     fields |= pruning
     if config.patch:
-        restored = patch_across_models(
+        details["patching"] = patch_across_models(
             base, finetuned, capability.eval_set, hook_names=hooks.block_outputs(base.cfg.n_layers)
         ).restored()
-        values = [v for v in restored.values() if v is not None]
+        values = [v for v in details["patching"].values() if v is not None]
         fields["patch_restored"] = max(0.0, min(1.0, max(values))) if values else None
-        details["patching"] = restored
     if config.relearn is not None:
         threshold = config.relearn.threshold_frac * pt.accuracy
         ft_run = relearn(finetuned, capability, config.relearn, threshold=threshold, name="fine-tuned")

@@ -270,7 +270,8 @@ def _evidence_text(summary: dict) -> str:
         interval = row["t_interval"]
         ci = f" [{interval[0]:.3g}, {interval[1]:.3g}]" if interval else ""
         outcomes = ", ".join(o or "not run" for o in row["outcomes"])
-        parts.append(f"{test}: {row['mean']:.3g}{ci} vs {row['threshold']:.3g} ({outcomes})")
+        mean = "n/a" if row["mean"] is None else f"{row['mean']:.3g}"
+        parts.append(f"{test}: {mean}{ci} vs {row['threshold']:.3g} ({outcomes})")
     return "; ".join(parts)
 
 

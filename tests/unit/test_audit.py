@@ -227,3 +227,9 @@ def test_evidence_and_verdict_round_trip_so_saved_results_can_be_audited_again()
 )
 def test_no_failure_mode_comes_out_wrapped(mode):
     assert audit(evidence(**mode)).label != "wrapped"
+
+
+def test_summary_keeps_a_test_no_seed_has_a_number_for():
+    verdict = audit([evidence(revival_steps=None, seed=i) for i in range(3)])
+    assert verdict.summary["revival"]["mean"] is None
+    assert verdict.summary["revival"]["outcomes"] == ["fail", "fail", "fail"]
