@@ -133,3 +133,18 @@ def output_flags(
         p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
     if not runner_claims:
         p.set_defaults(claim_output=True)
+
+
+def sweep_flags(p: argparse.ArgumentParser, *, default_out: str, what: str = "study") -> None:
+    """The flags of a command that runs a content-addressed sweep (a study or the audit benchmark): its
+    directory (claimed by the runner itself, resumable) and the number of one-thread worker processes."""
+    output_flags(
+        p,
+        default=default_out,
+        resumable=True,
+        runner_claims=True,
+        help=f"{what} directory (re-runs reuse finished jobs)",
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=2, help="parallel worker processes (one torch thread each)"
+    )

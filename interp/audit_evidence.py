@@ -33,7 +33,7 @@ REINIT_KIND = "re-initialised copy (a weaker control than a model that learned r
 class EvidenceConfig:
     """How the evidence is measured: probe recipe, pruning Ks and level, the relearning recipe."""
 
-    probe: ProbeConfig = ProbeConfig(backend="sklearn", max_iter=500)
+    probe: ProbeConfig | None = ProbeConfig(backend="sklearn", max_iter=500)  # None: no probes
     prune_ks: tuple[int, ...] = PRUNE_KS
     prune_level: Level = "neuron"
     prune_method: Literal["ablation", "saliency"] = "ablation"  # exact single-neuron ablation, or the study's
@@ -141,7 +141,7 @@ def collect_evidence(
         "name": name,
     }
     details: dict[str, Any] = {"reference_kind": reference_kind, "capability": capability.name}
-    if capability.probe_label is not None:
+    if capability.probe_label is not None and config.probe is not None:
         fields |= _probes(base, finetuned, reference, capability, config.probe)
     pruning = _pruning(finetuned, capability, config, seed)
     details["pruned_units"] = pruning.pop("_units")

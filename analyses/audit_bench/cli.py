@@ -10,7 +10,7 @@ from analyses.audit_bench.config import PRESETS, AuditBenchConfig
 from analyses.audit_bench.jobs import plan
 from analyses.audit_bench.report import write_study_report
 from analyses.audit_bench.results import collect
-from interp.arguments import ArgParser, existing_file, output_flags, positive_int
+from interp.arguments import ArgParser, existing_file, positive_int, sweep_flags
 from interp.config import load_config, lookup, to_dict
 from interp.jsonio import print_json, write_json
 from interp.run_dirs import claim_output
@@ -47,19 +47,12 @@ def run_bench(
 
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
-    output_flags(
-        p,
-        default="runs/audit_bench",
-        resumable=True,
-        runner_claims=True,
-        help="benchmark directory (re-runs reuse finished jobs)",
-    )
+    sweep_flags(p, default_out="runs/audit_bench", what="benchmark")
     p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
     p.add_argument(
         "--config", type=existing_file, help="an AuditBenchConfig JSON/YAML file (overrides --preset)"
     )
     p.add_argument("--seeds", type=positive_int, help="use seeds 0..N-1")
-    p.add_argument("--workers", type=positive_int, default=2, help="worker processes (one torch thread each)")
     p.add_argument("--no-progress", action="store_true")
 
 

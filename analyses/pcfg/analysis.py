@@ -36,8 +36,9 @@ PROBE_N = {"cpu": 1000, "paper": 4000, "tiny": 80}
 # ProbeConfig(backend="torch"); results.json records the probe config used.
 PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
 PRUNE_KS = (0, 1, 2, 3, 4, 5, 7, 10, 15, 20)
-# The study's own method for the audit's pruning (saliency) and revival (its reverse fine-tuning).
-EVIDENCE = EvidenceConfig(probe=PROBE_CONFIG, prune_method="saliency", relearn=None)
+# The study's own measurements for the audit's probes (Fig. 8), pruning (saliency) and revival (its reverse
+# fine-tuning); the audit measures the rest (behaviour, pruning halves against random units, patching).
+EVIDENCE = EvidenceConfig(probe=None, prune_method="saliency", relearn=None)
 
 
 def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, Any]:
@@ -71,6 +72,7 @@ def _probe(model, data, label: str, n_layers: int) -> dict:
         "control": [r["control_accuracy"] for r in rows],
         "selectivity": [r["selectivity"] for r in rows],
         "majority_floor": rows[0]["majority_floor"],
+        "n_test": rows[0]["n_test"],
     }
 
 
@@ -150,22 +152,35 @@ def _localisation(base, ft, task, pt_a0, n_layers: int) -> dict:
     }
 
 
-def _evidence(models: dict, finetuned: dict, task, n_eval: int, seed: int) -> dict:
+def _evidence(models: dict, finetuned: dict, probes: dict, task, n_eval: int, seed: int) -> dict:
     """The audit's evidence per fine-tuned model, measured by ``interp.audit_evidence`` on the counting-a
-    capability against the Scr.+FT base (pretrained never counting a) as the never-had-it reference; revival
-    comes from the study's own reverse fine-tuning when the seeds are aggregated."""
+    capability with the Scr.+FT base (pretrained never counting a) as the never-had-it reference. The probe
+    evidence is this job's own count(a) probes (Fig. 8) of the same three models; revival comes from the
+    study's reverse fine-tuning when the seeds are aggregated."""
     capability = counting_capability(task, n_eval=n_eval, n_train=n_eval, seed=50_000 + seed)
-    reference = models["Scr.+FT base (control)"]
+    reference = "Scr.+FT base (control)"
+
+    def best(model: str) -> float:
+        return max(probes[model]["count_a"]["accuracy"])
+
     out = {}
     for name, (prior, _) in finetuned.items():
         evidence, details = collect_evidence(
             models[f"PT({prior})"],
             models[name],
             capability,
-            reference=reference,
+            reference=models[reference],
             config=EVIDENCE,
             seed=seed,
             name=name,
+        )
+        evidence = dataclasses.replace(
+            evidence,
+            probe_pt=best(f"PT({prior})"),
+            probe_ft=best(name),
+            probe_reference=best(reference),
+            probe_floor=max(best("random init"), probes[name]["count_a"]["majority_floor"]),
+            n_probe=probes[name]["count_a"]["n_test"],
         )
         out[name] = {"evidence": evidence.to_json(), "details": details}
     return out
@@ -203,7 +218,7 @@ def job_analysis(
         "probes": probes,
         "pruning": pruning,
         "localisation": localisation,
-        "evidence": _evidence(models, finetuned, task, sp.final_eval_n, seed),
+        "evidence": _evidence(models, finetuned, probes, task, sp.final_eval_n, seed),
     }
     write_json(out_dir / "analysis.json", result)
     return {"n_models": len(models)}

@@ -23,6 +23,7 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
+    sweep_flags,
 )
 from interp.config import load_config
 from interp.errors import ConfigError
@@ -357,16 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="ftmech reproduce pcfg", description="Reproduce the PCFG study end to end.")
     p.add_argument("--preset", help="cpu (the default), paper or tiny")
     p.add_argument("--seeds", type=positive_int, help="number of seeds, run as 0..N-1 (default 3)")
-    output_flags(
-        p,
-        default="runs/pcfg",
-        resumable=True,
-        runner_claims=True,
-        help="study directory (re-runs reuse finished jobs)",
-    )
-    p.add_argument(
-        "--workers", type=positive_int, default=2, help="parallel worker processes (one torch thread each)"
-    )
+    sweep_flags(p, default_out="runs/pcfg", what="study")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--device", help="auto (the default), cpu or cuda")
     p.add_argument(

@@ -25,6 +25,7 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
+    sweep_flags,
 )
 from interp.config import load_config, lookup
 from interp.errors import ConfigError, DataError
@@ -81,16 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a TinyStoriesStudyConfig JSON/YAML file (one setting); flags override it",
     )
     p.add_argument("--deletion-kinds", help="comma-separated: filter,filter_random_labels,filter_mix_match")
-    output_flags(
-        p,
-        default="runs/tinystories",
-        resumable=True,
-        runner_claims=True,
-        help="study directory (re-runs reuse finished jobs)",
-    )
-    p.add_argument(
-        "--workers", type=positive_int, default=2, help="parallel worker processes (one torch thread each)"
-    )
+    sweep_flags(p, default_out="runs/tinystories", what="study")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--device", help="auto (the default), cpu or cuda")
     p.add_argument("--no-progress", action="store_true")

@@ -25,6 +25,7 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
+    sweep_flags,
 )
 from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
@@ -177,19 +178,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="ftmech reproduce tracr", description="Reproduce the Tracr study end to end.")
-    output_flags(
-        p,
-        default="runs/tracr",
-        resumable=True,
-        runner_claims=True,
-        help="study directory (re-runs skip finished jobs)",
-    )
+    sweep_flags(p, default_out="runs/tracr", what="study")
     p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
     p.add_argument(
         "--config", type=existing_file, help="a TracrStudyConfig JSON/YAML file (overrides --preset)"
     )
     p.add_argument("--seeds", type=positive_int, help="use seeds 0..N-1")
-    p.add_argument("--workers", type=positive_int, default=2, help="worker processes (one torch thread each)")
     p.add_argument("--executor", default="local", choices=EXECUTORS, help="local or ray")
     return p
 
