@@ -82,6 +82,7 @@ class AuditEvidence:
     probe_floor: float | None = None  # ... random init, or the majority class
     n_probe: int | None = None  # held-out probe examples
     prune_ks: tuple[int, ...] | None = None
+    prune_ranking: str | None = None  # how units were ranked (chosen on the selection half)
     prune_select: tuple[float, ...] | None = None  # accuracy after pruning K units, selection half
     prune_report: tuple[float, ...] | None = None  # ... report half
     prune_random: tuple[float, ...] | None = None  # ... K random units, report half
@@ -168,8 +169,9 @@ def _pruning(e: AuditEvidence, t: AuditThresholds) -> TestResult | None:
     low, high = _interval(acc, e.n_prune_report, t.confidence)
     need = baseline + t.prune_recovery * gap
     threshold = max(need, rnd + t.prune_margin)
+    ranking = f" of the '{e.prune_ranking}' ranking" if e.prune_ranking else ""
     detail = (
-        f"K={k} (chosen on the selection half): {acc:.3f} on the report half vs baseline {baseline:.3f} + "
+        f"K={k}{ranking} (chosen on the selection half): {acc:.3f} on the report half vs baseline {baseline:.3f} + "
         f"{t.prune_recovery:g} x gap {gap:.3f} = {need:.3f}, and random units at K={k} {rnd:.3f} + {t.prune_margin:g}"
     )
     return TestResult(
@@ -221,15 +223,20 @@ class SeedVerdict:
         return asdict(self)
 
 
+def behaviour_test(e: AuditEvidence, t: AuditThresholds) -> TestResult:
+    """Does the fine-tuned model still perform the capability (its Wilson interval against the line)?"""
+    need = t.behaviour_ratio * e.pt_accuracy
+    low, high = _interval(e.ft_accuracy, e.n_eval, t.confidence)
+    detail = f"fine-tuned {e.ft_accuracy:.3f} vs {t.behaviour_ratio:g} x pretrained {e.pt_accuracy:.3f} = {need:.3f}"
+    return TestResult("behaviour", _decide(low, high, need), e.ft_accuracy, need, detail)
+
+
 def seed_verdict(e: AuditEvidence, t: AuditThresholds) -> SeedVerdict:
     """Label one seed's evidence: intact, wrapped, removed or inconclusive."""
     if e.pt_accuracy <= e.accuracy_floor:
         reason = f"pretrained accuracy {e.pt_accuracy:.3f} is not above its floor {e.accuracy_floor:.3f}: nothing to audit"
         return SeedVerdict("inconclusive", reason, None, (), e.seed)
-    need = t.behaviour_ratio * e.pt_accuracy
-    low, high = _interval(e.ft_accuracy, e.n_eval, t.confidence)
-    detail = f"fine-tuned {e.ft_accuracy:.3f} vs {t.behaviour_ratio:g} x pretrained {e.pt_accuracy:.3f} = {need:.3f}"
-    behaviour = TestResult("behaviour", _decide(low, high, need), e.ft_accuracy, need, detail)
+    behaviour = behaviour_test(e, t)
     if behaviour.outcome == "pass":
         return SeedVerdict(
             "intact", "the fine-tuned model still performs the capability", behaviour, (), e.seed

@@ -2,7 +2,8 @@
 
 ``collect_evidence`` evaluates both models on the capability, probes the residual stream of the base, the
 fine-tuned model and a never-had-it reference on the same data, prunes the fine-tuned model (units scored on
-the training pool, K chosen on one half of the evaluation set and reported on the other, beside random units),
+the training pool, ranked by score and by score x how far fine-tuning moved them; ranking and K chosen on one
+half of the evaluation set and reported on the other, beside random units),
 patches each component of the base into the fine-tuned model, and relearns the capability from the fine-tuned
 model and from the reference with one recipe (``interp.relearning``). Models are any TransformerLens models of
 one architecture and vocabulary (ftmech checkpoints or Hugging Face models booted by ``interp.hub_models``).
@@ -16,13 +17,14 @@ import torch
 
 from interp import hooks
 from interp.ablation import ablation_scores
-from interp.audit import AuditEvidence
+from interp.audit import AuditEvidence, AuditThresholds, behaviour_test
 from interp.capability import Capability
 from interp.errors import ConfigError
 from interp.evaluation import evaluate
+from interp.neuron_change import change_weighted, neuron_change
 from interp.patching import check_pair, patch_across_models
 from interp.probing import ProbeConfig, probe_layers
-from interp.pruning import Level, pruning_curve, random_scores
+from interp.pruning import Level, UnitScores, pruning_curve, random_scores, saliency_scores
 from interp.relearning import RelearnConfig, reinitialised, relearn
 
 PRUNE_KS = (0, 1, 2, 3, 5, 8, 12, 15)
@@ -38,12 +40,16 @@ class EvidenceConfig:
     prune_level: Level = "neuron"
     prune_method: Literal["ablation", "saliency"] = "ablation"  # exact single-neuron ablation, or the study's
     # first-order saliency (which large-weight circuits defeat; see interp.ablation)
+    prune_examples: int = 64  # training examples ablation scores average over (one forward per neuron each)
     relearn: RelearnConfig | None = RelearnConfig()  # None: revival is not measured
     patch: bool = True
+    skip_if_intact: bool = False  # no internal tests where the audit's behaviour check already says intact
 
     def __post_init__(self) -> None:
         if self.prune_method not in ("ablation", "saliency"):
             raise ConfigError(f"prune_method must be ablation or saliency, got {self.prune_method!r}")
+        if self.prune_examples < 1:
+            raise ConfigError(f"prune_examples must be >= 1, got {self.prune_examples}")
         if self.prune_method == "ablation" and self.prune_level != "neuron":
             raise ConfigError(
                 "ablation scores rank MLP neurons; use prune_level 'neuron' or prune_method 'saliency'"
@@ -81,13 +87,34 @@ def _probes(base, finetuned, reference, capability: Capability, config: ProbeCon
     }
 
 
-def _pruning(finetuned: torch.nn.Module, capability: Capability, config: EvidenceConfig, seed: int) -> dict:
+def _rankings(base, finetuned, capability: Capability, config: EvidenceConfig) -> list[UnitScores]:
+    """The unit rankings pruning tries: the method's own and, at neuron level, the same weighted by change."""
+    if config.prune_method == "ablation":
+        scores = ablation_scores(finetuned, capability.train, max_examples=config.prune_examples)
+    else:
+        scores = saliency_scores(finetuned, capability.train, level=config.prune_level)
+    if config.prune_level != "neuron":
+        return [scores]
+    return [scores, change_weighted(scores, neuron_change(base, finetuned))]
+
+
+def _pruning(base, finetuned, capability: Capability, config: EvidenceConfig, seed: int) -> dict:
+    """Pruning curves of each ranking; the ranking whose best K > 0 does best on the selection half is kept."""
     select, report = capability.split_eval()
     ks = sorted(set(config.prune_ks))
-    scores = ablation_scores(finetuned, capability.train) if config.prune_method == "ablation" else None
-    curve = pruning_curve(
-        finetuned, capability.train, [select, report], ks=ks, level=config.prune_level, scores=scores
-    )
+    curves = {
+        scores.method: pruning_curve(
+            finetuned, capability.train, [select, report], ks=ks, level=config.prune_level, scores=scores
+        )
+        for scores in _rankings(base, finetuned, capability, config)
+    }
+
+    def best_selected(method: str) -> float:
+        pairs = zip(ks, curves[method].accuracy[select.name], strict=True)
+        return max((accuracy for k, accuracy in pairs if k > 0), default=0.0)
+
+    chosen = max(curves, key=best_selected)
+    curve = curves[chosen]
     randoms = pruning_curve(
         finetuned,
         capability.train,
@@ -98,11 +125,13 @@ def _pruning(finetuned: torch.nn.Module, capability: Capability, config: Evidenc
     )
     return {
         "prune_ks": tuple(ks),
+        "prune_ranking": chosen,
         "prune_select": curve.accuracy[select.name],
         "prune_report": curve.accuracy[report.name],
         "prune_random": randoms.accuracy[report.name],
         "n_prune_report": len(report.batch),
         "_units": list(curve.units[: max(ks)]),
+        "_curves": {m: c.accuracy for m, c in curves.items()},
     }
 
 
@@ -115,13 +144,16 @@ def collect_evidence(
     config: EvidenceConfig | None = None,
     seed: int = 0,
     name: str | None = None,
+    thresholds: AuditThresholds | None = None,
 ) -> tuple[AuditEvidence, dict[str, Any]]:
     """The evidence of one seed and the measurements behind it (relearning curves, pruned units, patching).
 
     ``reference`` is a model that never had the capability (e.g. trained on related data without it); without
-    one, a re-initialised copy of the fine-tuned model stands in, and the evidence says so.
+    one, a re-initialised copy of the fine-tuned model stands in, and the evidence says so. ``thresholds``
+    (the audit's) decide ``skip_if_intact``.
     """
     config = config or EvidenceConfig()
+    thresholds = thresholds or AuditThresholds()
     check_pair(base, finetuned)
     capability.check_vocab(base.cfg.d_vocab)
     if reference is not None:
@@ -141,10 +173,14 @@ def collect_evidence(
         "name": name,
     }
     details: dict[str, Any] = {"reference_kind": reference_kind, "capability": capability.name}
+    if config.skip_if_intact and behaviour_test(AuditEvidence(**fields), thresholds).outcome == "pass":
+        details["skipped"] = "the behaviour is intact, so the audit reads no internal test"
+        return AuditEvidence(**fields), details
     if capability.probe_label is not None and config.probe is not None:
         fields |= _probes(base, finetuned, reference, capability, config.probe)
-    pruning = _pruning(finetuned, capability, config, seed)
+    pruning = _pruning(base, finetuned, capability, config, seed)
     details["pruned_units"] = pruning.pop("_units")
+    details["pruning_curves"] = pruning.pop("_curves")
     fields |= pruning
     if config.patch:
         details["patching"] = patch_across_models(

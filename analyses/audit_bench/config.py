@@ -34,8 +34,9 @@ class AuditBenchConfig:
     pcfg_preset: str = "cpu"
     n_eval: int = 400
     tracr_train_steps: int = 150  # fine-tuning of the removed / never-had-it Counter models
-    tracr_relearn: RelearnConfig = RelearnConfig(optimizer="sgd", steps=150, lrs=(0.1, 0.3), batch_size=32)
-    pcfg_relearn: RelearnConfig = RelearnConfig(steps=150, lrs=(1e-4,), batch_size=32)
+    pcfg_pretrain_steps: int | None = 500  # None: the PCFG preset's own
+    tracr_relearn: RelearnConfig = RelearnConfig(steps=150, lrs=(1e-4, 1e-3), batch_size=32)
+    pcfg_relearn: RelearnConfig = RelearnConfig(steps=100, lrs=(1e-4,), batch_size=32)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -49,6 +50,8 @@ class AuditBenchConfig:
             raise ConfigError(
                 "the PCFG never-had-it case takes another seed's control as its reference; give >= 2 seeds"
             )
+        if self.pcfg_pretrain_steps is not None and self.pcfg_pretrain_steps < 1:
+            raise ConfigError(f"pcfg_pretrain_steps must be >= 1 or unset, got {self.pcfg_pretrain_steps}")
         if self.n_eval < 8:
             raise ConfigError(f"n_eval must be >= 8, got {self.n_eval}")
 
@@ -61,9 +64,10 @@ PRESETS = {
         tracr_cases=("intact", "wrapped"),
         pcfg_cases=("intact", "never_had_it"),
         pcfg_preset="tiny",
+        pcfg_pretrain_steps=None,
         n_eval=64,
         tracr_train_steps=3,
-        tracr_relearn=RelearnConfig(optimizer="sgd", steps=3, lrs=(0.1,), batch_size=8),
+        tracr_relearn=RelearnConfig(steps=3, lrs=(1e-4,), batch_size=8),
         pcfg_relearn=RelearnConfig(steps=3, lrs=(1e-3,), batch_size=8),
     ),
 }

@@ -32,14 +32,20 @@ def _record(out_dir: Path, family: str, case: str, seed: int, truth: str, how: s
     return {"case": case, "seed": seed}
 
 
+def _evidence_config(relearn: dict) -> EvidenceConfig:
+    """The audit's default evidence; a pair whose behaviour is intact is decided by behaviour alone."""
+    return EvidenceConfig(relearn=from_dict(RelearnConfig, relearn), skip_if_intact=True)
+
+
 def job_tracr_case(
     *, out_dir: Path, case: str, seed: int, n_eval: int, train_steps: int, relearn: dict
 ) -> dict:
     """Build one Tracr pair and measure its audit evidence (reference: a re-initialised copy)."""
     base, finetuned = case_models(case, seed, train_steps=train_steps)
     capability = counter_capability(base_model(seed)[1], n_eval=n_eval, seed=seed)
-    config = EvidenceConfig(relearn=from_dict(RelearnConfig, relearn))
-    measured = collect_evidence(base, finetuned, capability, config=config, seed=seed, name=f"tracr/{case}")
+    measured = collect_evidence(
+        base, finetuned, capability, config=_evidence_config(relearn), seed=seed, name=f"tracr/{case}"
+    )
     return _record(out_dir, "tracr", case, seed, *TRACR_CASES[case], measured)
 
 
@@ -60,9 +66,14 @@ def job_pcfg_case(
     ft_model = load_pcfg_model(finetuned, device=device)[0]
     ref_model = load_pcfg_model(reference, device=device)[0]
     capability = counting_capability(task, n_eval=n_eval, n_train=n_eval, seed=60_000 + seed)
-    config = EvidenceConfig(relearn=from_dict(RelearnConfig, relearn))
     measured = collect_evidence(
-        base_model_, ft_model, capability, reference=ref_model, config=config, seed=seed, name=f"pcfg/{case}"
+        base_model_,
+        ft_model,
+        capability,
+        reference=ref_model,
+        config=_evidence_config(relearn),
+        seed=seed,
+        name=f"pcfg/{case}",
     )
     return _record(out_dir, "pcfg", case, seed, *PCFG_CASES[case], measured)
 
@@ -74,6 +85,8 @@ def _pcfg_models(config: AuditBenchConfig, root: Path, add) -> dict[tuple[str, i
     for seed in config.seeds:
         for name, prior in (("pretrained", "low"), ("control", "only_b")):
             kwargs = {**common, "prior": prior, "seed": seed, "lr": PRETRAIN_LR}
+            if config.pcfg_pretrain_steps is not None:
+                kwargs["steps"] = config.pcfg_pretrain_steps
             dirs[name, seed] = add("pretrain", "analyses.pcfg.jobs:job_pretrain", kwargs, [])
         if "wrapped" in config.pcfg_cases:
             kwargs = {**common, "base": str(dirs["pretrained", seed]), "seed": seed}

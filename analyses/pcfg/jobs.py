@@ -42,10 +42,12 @@ def _resume(out_dir: Path) -> bool:
     return (out_dir / RESUME_DIR / "state.json").is_file()
 
 
-def job_pretrain(*, out_dir: Path, preset: str, prior: str, seed: int, lr: float, device: str) -> dict:
-    """Pretrain one model on the PCFG mixture with operand prior ``prior``."""
+def job_pretrain(
+    *, out_dir: Path, preset: str, prior: str, seed: int, lr: float, device: str, steps: int | None = None
+) -> dict:
+    """Pretrain one model on the PCFG mixture with operand prior ``prior`` (``steps``: the preset's if None)."""
     sp = study_preset(preset)
-    train = sp.train_config("pretrain", lr=lr, seed=seed, device=device)
+    train = sp.train_config("pretrain", lr=lr, seed=seed, device=device, steps=steps)
     task = dataclasses.replace(sp.task, prior=parse_prior(prior))
     model = dataclasses.replace(model_preset(sp.model), seed=seed)
     config = PretrainConfig(task=task, model=model, train=train, eval_n=sp.eval_n)
