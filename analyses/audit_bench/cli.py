@@ -2,58 +2,40 @@
 
 import argparse
 import dataclasses
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from analyses.audit_bench.config import PRESETS, AuditBenchConfig
 from analyses.audit_bench.jobs import plan
 from analyses.audit_bench.report import write_study_report
-from analyses.audit_bench.results import collect
-from interp.arguments import ArgParser, existing_file, positive_int, sweep_flags
+from analyses.audit_bench.results import STUDY, collect
+from interp.arguments import ArgParser, existing_file, positive_int
 from interp.config import load_config, lookup, to_dict
-from interp.jsonio import print_json, write_json
-from interp.run_dirs import claim_output
-from interp.sweeps import raise_failures, run_jobs
+from interp.jsonio import print_json
+from interp.study_runs import StudySweep, SweepOptions, run_study_sweep, study_flags
 
 
-def run_bench(
-    config: AuditBenchConfig,
-    out: Path,
-    *,
-    workers: int = 2,
-    progress: bool = True,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> dict:
-    """Run (or finish) the benchmark in ``out``; write results.json and report.html; return the results.
-
-    ``out`` is claimed (``interp.run_dirs``): another study's directory is refused unless ``overwrite``, and a
-    finished benchmark of this config is reused without rewriting its files.
-    """
-    fingerprint = {"study": "audit_bench", "config": to_dict(config)}
-    with claim_output(out, fingerprint, overwrite=overwrite, resume=resume, continues=True) as claim:
-        if not claim.done:
-            write_json(out / "bench_config.json", to_dict(config))
-        jobs, cases = plan(config, out / "runs")
-        t0 = time.time()
-        done = run_jobs(jobs, workers=workers, progress=progress)
-        results = collect(config, cases, done, wall_seconds=time.time() - t0)
-        if not claim.done:
-            write_json(out / "results.json", results)
-            write_study_report(results, out / "report.html")
-        raise_failures(done)
-    return results
+def run_bench(config: AuditBenchConfig, out: Path, options: SweepOptions | None = None) -> dict:
+    """Run (or finish) the benchmark in ``out`` (``interp.study_runs``); write results.json and report.html."""
+    sweep = StudySweep(
+        STUDY,
+        to_dict(config),
+        plan=lambda: plan(config, out / "runs"),
+        jobs=lambda planned: planned[0],
+        summarise=lambda planned, done, wall: collect(config, planned[1], done, wall_seconds=wall),
+        report=write_study_report,
+        config_file="bench_config.json",
+    )
+    return run_study_sweep(sweep, out, options)
 
 
 def _add_flags(p: argparse.ArgumentParser) -> None:
-    sweep_flags(p, default_out="runs/audit_bench", what="benchmark")
+    study_flags(p, default_out="runs/audit_bench", what="benchmark")
     p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
     p.add_argument(
         "--config", type=existing_file, help="an AuditBenchConfig JSON/YAML file (overrides --preset)"
     )
     p.add_argument("--seeds", type=positive_int, help="use seeds 0..N-1")
-    p.add_argument("--no-progress", action="store_true")
 
 
 def _run(args: argparse.Namespace) -> dict:
@@ -62,14 +44,7 @@ def _run(args: argparse.Namespace) -> dict:
     )
     if args.seeds is not None:
         config = dataclasses.replace(config, seeds=tuple(range(args.seeds)))
-    results = run_bench(
-        config,
-        Path(args.out),
-        workers=args.workers,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-        resume=args.resume,
-    )
+    results = run_bench(config, Path(args.out), SweepOptions.from_args(args))
     print_json({"results": str(Path(args.out) / "results.json"), "confusion": results["confusion"]})
     return results
 

@@ -10,6 +10,7 @@ from interp.config import from_dict, to_dict
 from interp.jsonio import read_json
 from interp.sweeps import JobResult
 
+STUDY = "audit_bench"  # results.json's "study": what `ftmech report` dispatches on
 SCHEMA_VERSION = 1
 
 
@@ -67,7 +68,7 @@ def collect(
         for r in (read_json(d / EVIDENCE_FILE) for d in case_dirs if (d / EVIDENCE_FILE).is_file())
     }
     return {
-        "study": "audit_bench",
+        "study": STUDY,
         "schema_version": SCHEMA_VERSION,
         "config": to_dict(config),
         "thresholds": to_dict(thresholds),

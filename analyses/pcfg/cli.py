@@ -23,7 +23,6 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
-    sweep_flags,
 )
 from interp.config import load_config
 from interp.errors import ConfigError
@@ -31,6 +30,7 @@ from interp.jsonio import print_json, write_json
 from interp.lr_levels import LABELLINGS, LEVELS, checkpoint_pretrain_lr, lr_for_level
 from interp.models import preset as model_preset
 from interp.runtime import numpy_rng
+from interp.study_runs import SweepOptions, study_flags
 from interp.training import TrainConfig
 from procedural_tasks.pcfg import sample_string, to_text
 from procedural_tasks.pcfg_protocols import (
@@ -358,8 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="ftmech reproduce pcfg", description="Reproduce the PCFG study end to end.")
     p.add_argument("--preset", help="cpu (the default), paper or tiny")
     p.add_argument("--seeds", type=positive_int, help="number of seeds, run as 0..N-1 (default 3)")
-    sweep_flags(p, default_out="runs/pcfg", what="study")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    study_flags(p, default_out="runs/pcfg")
     p.add_argument("--device", help="auto (the default), cpu or cuda")
     p.add_argument(
         "--config",
@@ -367,7 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="a PCFGStudyConfig JSON/YAML file; --preset/--seeds/--device override it",
     )
     p.add_argument("--no-analysis", action="store_true", help="skip probes, pruning, diffing and the audit")
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -383,15 +381,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.no_analysis:
         overrides["analyse"] = False
     config = dataclasses.replace(config, **overrides)
-    summary = run_study(
-        config,
-        Path(args.out),
-        workers=args.workers,
-        executor=args.executor,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-        resume=args.resume,
-    )
+    summary = run_study(config, Path(args.out), SweepOptions.from_args(args))
     print(
         json.dumps(
             {

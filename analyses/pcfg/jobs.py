@@ -5,7 +5,6 @@ their JSON-native arguments: the local process pool and Ray give the same files.
 """
 
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +13,15 @@ from typing import Any
 from analyses.pcfg.analysis import analysis_kwargs
 from analyses.pcfg.config import FinetuneSetting, PCFGStudyConfig, setting_name
 from analyses.pcfg.report import write_study_report
-from analyses.pcfg.results import collect_results
+from analyses.pcfg.results import STUDY, collect_results
 from interp.checkpoints import read_checkpoint_info
 from interp.config import to_dict
 from interp.evaluation import evaluate
 from interp.jsonio import write_json
 from interp.lr_levels import LEVELS, lr_for_level
 from interp.models import preset as model_preset
-from interp.run_dirs import claim_output
-from interp.sweeps import Job, raise_failures, run_dir, run_jobs
+from interp.study_runs import StudySweep, SweepOptions, run_study_sweep
+from interp.sweeps import Job, run_dir
 from interp.training import RESUME_DIR
 from procedural_tasks.pcfg_protocols import (
     FinetuneConfig,
@@ -205,31 +204,14 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
     return Plan(jobs, pretrain, finetune, reverse, analysis)
 
 
-def run_study(
-    config: PCFGStudyConfig,
-    out: Path,
-    *,
-    workers: int = 2,
-    executor: str = "local",
-    progress: bool = True,
-    overwrite: bool = False,
-    resume: bool = False,
-) -> dict:
-    """Run (or finish) the study in ``out``; write results.json and report.html; return the results.
-
-    ``out`` is claimed (``interp.run_dirs``): another study's directory is refused unless ``overwrite``, and a
-    finished study of this config is reused without rewriting its files.
-    """
-    fingerprint = {"study": "pcfg", "config": to_dict(config)}
-    with claim_output(out, fingerprint, overwrite=overwrite, resume=resume, continues=True) as claim:
-        if not claim.done:
-            write_json(out / "study_config.json", to_dict(config))
-        plan = plan_study(config, out / "runs")
-        t0 = time.time()
-        results = run_jobs(plan.jobs, workers=workers, executor=executor, progress=progress)
-        summary = collect_results(config, plan, results, wall_seconds=time.time() - t0)
-        if not claim.done:
-            write_json(out / "results.json", summary)
-            write_study_report(summary, out / "report.html")
-        raise_failures(results)
-    return summary
+def run_study(config: PCFGStudyConfig, out: Path, options: SweepOptions | None = None) -> dict:
+    """Run (or finish) the study in ``out`` (``interp.study_runs``); write results.json and report.html."""
+    sweep = StudySweep(
+        STUDY,
+        to_dict(config),
+        plan=lambda: plan_study(config, out / "runs"),
+        jobs=lambda plan: plan.jobs,
+        summarise=lambda plan, results, wall: collect_results(config, plan, results, wall_seconds=wall),
+        report=write_study_report,
+    )
+    return run_study_sweep(sweep, out, options)

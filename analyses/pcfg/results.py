@@ -22,6 +22,7 @@ from procedural_tasks.pcfg_tasks import PRIORS
 
 EVAL_SETS = ("count_a@cte0", "count_a@cte1", "count_b@cte0", "count_b@cte1")
 CONTROLS = ("Scr.+FT", "Scr.")
+STUDY = "pcfg"  # results.json's "study": what `ftmech report` dispatches on
 SCHEMA_VERSION = 1  # of results.json; bumped when a field changes meaning
 
 
@@ -170,7 +171,7 @@ def _speedup_summary(items: list[dict]) -> dict:
 def collect_results(config, plan, job_results: list[JobResult], *, wall_seconds: float) -> dict:
     """Everything the report shows, as JSON-native data."""
     results: dict[str, Any] = {
-        "study": "pcfg",
+        "study": STUDY,
         "schema_version": SCHEMA_VERSION,
         "config": to_dict(config),
         "preset": to_dict(study_preset(config.preset)),

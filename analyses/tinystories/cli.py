@@ -25,7 +25,6 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
-    sweep_flags,
 )
 from interp.config import load_config, lookup
 from interp.errors import ConfigError, DataError
@@ -33,6 +32,7 @@ from interp.jsonio import print_json
 from interp.lr_levels import checkpoint_pretrain_lr, lr_for_level
 from interp.models import n_params
 from interp.runtime import numpy_rng
+from interp.study_runs import SweepOptions, study_flags
 from procedural_tasks.story_checkpoints import load_hub_story_model, load_story_checkpoint
 from procedural_tasks.story_data import build_story_splits, load_story_corpus, split_records
 from procedural_tasks.story_deletion import DeletionConfig, build_deletion_set
@@ -82,10 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a TinyStoriesStudyConfig JSON/YAML file (one setting); flags override it",
     )
     p.add_argument("--deletion-kinds", help="comma-separated: filter,filter_random_labels,filter_mix_match")
-    sweep_flags(p, default_out="runs/tinystories", what="study")
-    p.add_argument("--executor", default="local", choices=["local", "ray"])
+    study_flags(p, default_out="runs/tinystories")
     p.add_argument("--device", help="auto (the default), cpu or cuda")
-    p.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -120,15 +118,7 @@ def study_configs(args: argparse.Namespace) -> list[TinyStoriesStudyConfig]:
 def main(argv: Sequence[str] | None = None) -> dict:
     """``ftmech reproduce tinystories [flags]``: run (or finish) the study; print where its results are."""
     args = build_parser().parse_args(argv)
-    combined = run_studies(
-        study_configs(args),
-        Path(args.out),
-        workers=args.workers,
-        executor=args.executor,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-        resume=args.resume,
-    )
+    combined = run_studies(study_configs(args), Path(args.out), SweepOptions.from_args(args))
     print_json(
         {
             "results": str(Path(args.out) / "results.json"),

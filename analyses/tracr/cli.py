@@ -25,13 +25,12 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
-    sweep_flags,
 )
 from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
 from interp.jsonio import print_json
 from interp.lr_levels import LEVELS
-from interp.sweeps import EXECUTORS
+from interp.study_runs import SweepOptions, study_flags
 from procedural_tasks.tracr_analysis import ANALYSIS, TracrAnalysisConfig, analyse_finetuned
 from procedural_tasks.tracr_batches import eval_name
 from procedural_tasks.tracr_finetuning import TracrFinetuneConfig, finetune_lr, run_finetune, sgd_train_config
@@ -178,13 +177,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgParser(prog="ftmech reproduce tracr", description="Reproduce the Tracr study end to end.")
-    sweep_flags(p, default_out="runs/tracr", what="study")
+    study_flags(p, default_out="runs/tracr")
     p.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)}")
     p.add_argument(
         "--config", type=existing_file, help="a TracrStudyConfig JSON/YAML file (overrides --preset)"
     )
     p.add_argument("--seeds", type=positive_int, help="use seeds 0..N-1")
-    p.add_argument("--executor", default="local", choices=EXECUTORS, help="local or ray")
     return p
 
 
@@ -198,14 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         config = lookup(PRESETS, args.preset, "preset")
     if args.seeds is not None:
         config = from_dict(TracrStudyConfig, {**to_dict(config), "seeds": list(range(args.seeds))})
-    summary = run_study(
-        config,
-        args.out,
-        workers=args.workers,
-        executor=args.executor,
-        overwrite=args.overwrite,
-        resume=args.resume,
-    )
+    summary = run_study(config, args.out, SweepOptions.from_args(args))
     print(
         json.dumps(
             {

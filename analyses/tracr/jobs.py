@@ -6,20 +6,19 @@ Every job runs in a directory keyed by a hash of its arguments, so a re-run skip
 deterministic functions of their JSON-native arguments, run in worker processes.
 """
 
-import time
 from pathlib import Path
 from typing import Any
 
 from analyses.tracr.config import TracrStudyConfig
 from analyses.tracr.report import write_study_report
-from analyses.tracr.results import RESULTS, summarise
+from analyses.tracr.results import STUDY, summarise
 from interp.config import from_dict, to_dict
 from interp.errors import ConfigError, DataError
 from interp.evaluation import evaluate
 from interp.jsonio import read_json, write_json
 from interp.revival import log_spaced_steps
-from interp.run_dirs import claim_output
-from interp.sweeps import Job, run_dir, run_jobs
+from interp.study_runs import StudySweep, SweepOptions, run_study_sweep
+from interp.sweeps import Job, run_dir
 from procedural_tasks.tracr_analysis import TracrAnalysisConfig, analyse_finetuned, gradient_share
 from procedural_tasks.tracr_batches import dataset_batch, make_eval_data, tracr_eval_sets
 from procedural_tasks.tracr_finetuning import (
@@ -41,7 +40,6 @@ from procedural_tasks.tracr_preparation import (
 from procedural_tasks.tracr_programs import program_config
 
 JOBS = "analyses.tracr.jobs"  # the module the sweep workers import the job functions from
-REPORT = "report.html"
 CONTROL = "Scr.+FT control"  # the reverse fine-tuning arm that starts from the compiled program for O_FT
 
 
@@ -269,32 +267,22 @@ def build_jobs(config: TracrStudyConfig, out: Path) -> list[Job]:
 
 
 def run_study(
-    config: TracrStudyConfig,
-    out: str | Path,
-    *,
-    workers: int = 2,
-    executor: str = "local",
-    progress: bool = True,
-    overwrite: bool = False,
-    resume: bool = False,
+    config: TracrStudyConfig, out: str | Path, options: SweepOptions | None = None
 ) -> dict[str, Any]:
-    """Run (or finish) every job, then write ``results.json`` and ``report.html``; returns the results.
+    """Run (or finish) every job in ``out`` (``interp.study_runs``), then write results.json and report.html.
 
-    ``out`` is claimed (``interp.run_dirs``): another study's directory is refused unless ``overwrite``, and a
-    finished study of this config is reused without rewriting its files.
+    Failed jobs are recorded in the results, and the next run retries them.
     """
-    out = Path(out)
-    fingerprint = {"study": "tracr", "config": to_dict(config)}
-    with claim_output(out, fingerprint, overwrite=overwrite, resume=resume, continues=True) as claim:
-        if not claim.done:
-            write_json(out / "study_config.json", to_dict(config))
-        start = time.perf_counter()
-        jobs = build_jobs(config, out)
-        results = run_jobs(jobs, workers=workers, executor=executor, progress=progress)
-        wall = time.perf_counter() - start
-        summary = summarise(config, jobs, results, wall_seconds=wall, workers=workers)
-        if not claim.done:
-            write_json(out / RESULTS, summary)
-            write_study_report(summary, out / REPORT)
-        claim.finished = all(r.ok for r in results)  # failed jobs are retried by the next run
-    return summary
+    options = options or SweepOptions()
+    sweep = StudySweep(
+        STUDY,
+        to_dict(config),
+        plan=lambda: build_jobs(config, Path(out)),
+        jobs=lambda jobs: jobs,
+        summarise=lambda jobs, results, wall: summarise(
+            config, jobs, results, wall_seconds=wall, workers=options.workers
+        ),
+        report=write_study_report,
+        keep_failures=True,
+    )
+    return run_study_sweep(sweep, Path(out), options)

@@ -21,7 +21,6 @@ from procedural_tasks.tracr_finetuning import SUMMARY, finetune_lr
 
 STUDY = "tracr"  # results.json's "study": what `ftmech report` dispatches on
 SCHEMA_VERSION = 1  # of results.json; bumped when a field changes meaning
-RESULTS = "results.json"
 CELLS = (eval_name("pt", 1), eval_name("ft", 1), eval_name("pt", 0), eval_name("ft", 0))  # Tab. 3's order
 
 
