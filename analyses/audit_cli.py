@@ -1,16 +1,17 @@
 """``ftmech audit``: is a capability removed, wrapped or intact in fine-tuned models, or can we not tell?
 
 Any pair of TransformerLens models of one architecture and vocabulary: ftmech checkpoints or local Hugging
-Face model directories. The capability is a spec (``pcfg:count:a``, ``jsonl:PATH``); one ``--finetuned``
-directory per seed, each with an optional never-had-it ``--reference``. The audit measures its own evidence,
-relearning included (``interp.audit_evidence``), and writes ``summary.json`` and ``report.html`` with ``--out``.
+Face model directories. The capability is a spec (``pcfg:count:a``, ``tracr:counter``, ``jsonl:PATH``); one
+``--finetuned`` directory per seed, each with an optional never-had-it ``--reference``. The audit measures its
+own evidence, relearning included (``interp.audit_evidence``), and writes ``summary.json`` and ``report.html``
+with ``--out``.
 """
 
 import argparse
 import dataclasses
 from pathlib import Path
 
-from analyses.audit_inputs import build_capability, check_same_model_family, load_model
+from analyses.audit_inputs import add_capability_flags, build_capability, check_same_model_family, load_model
 from interp.arguments import (
     comma_list,
     existing_dir,
@@ -195,10 +196,7 @@ def add_commands(subparsers) -> None:
     p.add_argument(
         "--reference", nargs="+", type=existing_dir, help="never-had-it model(s): one, or one per --finetuned"
     )
-    p.add_argument("--capability", required=True, help="pcfg:count:a or jsonl:PATH (prompt/answer lines)")
-    p.add_argument(
-        "--n", type=positive_int, default=1000, help="evaluation examples of a generated capability"
-    )
+    add_capability_flags(p)
     p.add_argument(
         "--level", default="neuron", choices=["neuron", "row", "weight"], help="pruning granularity"
     )
@@ -228,8 +226,5 @@ def add_commands(subparsers) -> None:
             type=kind,
             help=f"threshold (default {getattr(AuditThresholds(), name)})",
         )
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, probes and relearning")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")
     output_flags(p, required=False, help="directory for config.json, summary.json and report.html")
     p.set_defaults(handler=cmd_audit)

@@ -5,24 +5,32 @@ directories, and says which vocabulary each uses, so a pair with different vocab
 ``build_capability`` turns a spec into a ``Capability``:
 
 - ``pcfg:count:a``: counting a token of the base checkpoint's PCFG task (C_Te = 0);
+- ``tracr:PROGRAM``: a compiled Tracr checkpoint's own answer r(x, O_PT) on inputs without the correlation;
 - ``jsonl:PATH``: (prompt, answer) pairs, tokenized with the base model's tokenizer.
+
+``add_capability_flags`` gives every analysis command the same ``--capability``, ``--n``, ``--seed``,
+``--device`` and ``--threads`` flags.
 """
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from interp.arguments import non_negative_int, positive_int
 from interp.capability import Capability, capability_from_jsonl
 from interp.checkpoints import load_checkpoint, read_checkpoint_info
 from interp.config import lookup
 from interp.errors import CheckpointError, ConfigError
 from interp.hub_models import is_hub_dir, load_hub_model
+from interp.models import to_device
 from interp.patching import check_pair
 from procedural_tasks.pcfg_capability import counting_capability
 from procedural_tasks.pcfg_protocols import task_from_checkpoint
 from procedural_tasks.story_checkpoints import load_story_checkpoint
+from procedural_tasks.tracr_capability import program_capability
 from procedural_tasks.tracr_models import load_tracr_checkpoint
 
 
@@ -34,7 +42,7 @@ class LoadedModel:
     model: torch.nn.Module
     kind: str  # pcfg | tracr | tinystories | ftmech | hub
     vocabulary: tuple[str, ...] | None  # token strings in id order, where the directory names them
-    task: Any = None  # the PCFG task of a PCFG checkpoint
+    task: Any = None  # the PCFG task of a PCFG checkpoint; the program info of a Tracr one
     tokenizer: Any = None  # a story or Hugging Face tokenizer
 
 
@@ -51,7 +59,7 @@ def load_model(path: str, *, device: str = "cpu") -> LoadedModel:
     if task == "tracr":
         ckpt = load_tracr_checkpoint(path)
         words = tuple(sorted(ckpt.info.input_encoding, key=ckpt.info.input_encoding.get))
-        return LoadedModel(path, ckpt.model.to(device), "tracr", words)
+        return LoadedModel(path, to_device(ckpt.model, device), "tracr", words, task=ckpt.info)
     if task == "tinystories":
         story = load_story_checkpoint(path, device=device)
         vocab = story.tokenizer.tokenizer.get_vocab()
@@ -94,15 +102,34 @@ def _pcfg(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:
     return counting_capability(base.task, operand=operand, n_eval=n_eval, n_train=n_eval, seed=seed)
 
 
+def _tracr(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:
+    if base.kind != "tracr" or arg != base.task.name:
+        program = base.task.name if base.kind == "tracr" else "a Tracr checkpoint"
+        raise ConfigError(
+            f"capability 'tracr:{arg}' needs a Tracr base checkpoint of that program ({program})"
+        )
+    return program_capability(base.task, n_eval=n_eval, seed=seed)
+
+
 def _jsonl(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:  # noqa: ARG001
     prompt, answer = _encoders(base)
     return capability_from_jsonl(arg, prompt, answer, seed=seed)
 
 
-BUILDERS = {"pcfg": _pcfg, "jsonl": _jsonl}
+BUILDERS = {"pcfg": _pcfg, "tracr": _tracr, "jsonl": _jsonl}
+SPEC_HELP = "pcfg:count:OPERAND, tracr:PROGRAM or jsonl:PATH (prompt/answer lines)"
 
 
 def build_capability(spec: str, base: LoadedModel, *, n_eval: int = 1000, seed: int = 0) -> Capability:
-    """The capability named by ``spec`` (``pcfg:count:a`` or ``jsonl:PATH``) for the base model."""
+    """The capability named by ``spec`` (one of ``SPEC_HELP``) for the base model."""
     kind, _, arg = spec.partition(":")
     return lookup(BUILDERS, kind, "capability kind")(arg, base, n_eval, seed)
+
+
+def add_capability_flags(p: argparse.ArgumentParser, *, n: int = 1000) -> None:
+    """--capability, --n, --seed, --device and --threads, as every analysis command takes them."""
+    p.add_argument("--capability", required=True, help=SPEC_HELP)
+    p.add_argument("--n", type=positive_int, default=n, help="evaluation examples of a generated capability")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, probes and relearning")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")

@@ -4,8 +4,10 @@ Models are TL-native transformers booted with ``TransformerBridge.boot_native`` 
 so every TransformerLens tool (hooks, ``run_with_cache``, patching) works on them.
 """
 
+import contextlib
 import copy
 import dataclasses
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -141,6 +143,13 @@ def build_model(config: ModelConfig, *, device: str = "cpu") -> TransformerBridg
 def n_params(model: torch.nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def to_device(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """``model`` moved to ``device``; TransformerLens's "Moving model to device" note goes to stderr, where it
+    cannot corrupt a command's JSON on stdout."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return model.to(resolve_device(device))
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -16,14 +16,14 @@ fine-tuned) for one seed; the base is the compiled model with the study's weight
 
 import torch
 
-from interp.batches import EvalSet, concat_batches
-from interp.capability import Capability, without_overlap
+from interp.capability import Capability
 from interp.config import lookup
 from interp.models import copy_model
 from interp.relearning import reinitialised
 from interp.runtime import torch_generator
 from interp.training import TrainConfig, train
-from procedural_tasks.tracr_batches import dataset_batch, make_eval_data, training_batch_fn
+from procedural_tasks.tracr_batches import training_batch_fn
+from procedural_tasks.tracr_capability import program_capability
 from procedural_tasks.tracr_circuit import operand_circuit
 from procedural_tasks.tracr_models import CompiledProgramInfo
 from procedural_tasks.tracr_preparation import STUDY_NOISE_STD, add_weight_noise, prepared_model
@@ -34,19 +34,8 @@ WRAPPER_GAIN = 4.0
 
 
 def counter_capability(info: CompiledProgramInfo, *, n_eval: int, seed: int) -> Capability:
-    """Counting a on uncorrelated inputs (C_Te = 0), with a disjoint training pool; probe label: the count."""
-    config = info.config
-    data = make_eval_data(config, n_eval, seed=seed, c_te=0, n_letters=N_LETTERS)
-    eval_batch = dataset_batch(data, target="pt")
-    pool = training_batch_fn(config, target="pt", batch_size=n_eval, seed=seed, c_tr=0.0, n_letters=N_LETTERS)
-    train_batch = without_overlap(concat_batches([pool(0), pool(1)]), eval_batch)
-    return Capability(
-        name="counter: count(a)",
-        eval_set=EvalSet(name="count_a@cte0", batch=eval_batch),
-        train=train_batch,
-        probe_label="answer_pt",
-        description=f"the compiled Counter on {N_LETTERS}-letter inputs",
-    )
+    """Counting a on uncorrelated short inputs (``N_LETTERS``), with a disjoint training pool."""
+    return program_capability(info, n_eval=n_eval, seed=seed, n_letters=N_LETTERS)
 
 
 def base_model(seed: int) -> tuple[torch.nn.Module, CompiledProgramInfo]:

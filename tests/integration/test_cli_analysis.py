@@ -38,22 +38,10 @@ def _json_out(capsys) -> dict:
 def test_probe(checkpoints, tmp_path, capsys) -> None:
     pt, _ = checkpoints
     capsys.readouterr()
-    argv = [
-        "probe",
-        str(pt),
-        "--target",
-        "count:a",
-        "--backend",
-        "sklearn",
-        "--n",
-        "120",
-        "--out",
-        str(tmp_path / "p"),
-        "--device",
-        "cpu",
-    ]
-    assert main(argv) == 0
-    _json_out(capsys)
+    argv = ["probe", str(pt), "--capability", "pcfg:count:a", "--backend", "sklearn", "--n", "120"]
+    assert main([*argv, "--out", str(tmp_path / "p"), "--device", "cpu"]) == 0
+    printed = _json_out(capsys)
+    assert printed["label"] == "count_a" and printed["eval_set"] == "count_a@cte0"
     assert (tmp_path / "p" / "report.html").is_file() and (tmp_path / "p" / "summary.json").is_file()
 
 
@@ -61,10 +49,42 @@ def test_probe(checkpoints, tmp_path, capsys) -> None:
 def test_prune_diff_patch(checkpoints, tmp_path, capsys, command: str) -> None:
     pt, ft = checkpoints
     capsys.readouterr()
-    args = [str(ft), "--k-max", "3", "--score-n", "64"] if command == "prune" else [str(pt), str(ft)]
-    assert main([command, *args, "--n", "64", "--out", str(tmp_path / command), "--device", "cpu"]) == 0
-    assert isinstance(_json_out(capsys), dict)
-    assert (tmp_path / command / "summary.json").is_file()
+    args = {
+        "prune": [str(ft), "--k-max", "3", "--method", "ablation"],
+        "diff": [str(pt), str(ft), "--attend-to", "a,b"],
+        "patch": [str(pt), str(ft)],
+    }[command]
+    argv = [command, *args, "--capability", "pcfg:count:a", "--n", "64", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / command)]) == 0
+    printed = _json_out(capsys)
+    summary = json.loads((tmp_path / command / "summary.json").read_text())
+    if command == "prune":
+        assert printed["method"] == "ablation" and printed["best"]["k"] <= 3
+    if command == "diff":
+        assert set(summary["attention"]["mass"]["base"]) == {"a", "b"}
+
+
+def test_analyses_run_on_a_tracr_checkpoint_with_its_own_capability(tmp_path, capsys) -> None:
+    ckpt = tmp_path / "counter"
+    argv = ["tracr", "finetune", "--program", "counter", "--lr-level", "S", "--steps", "2", "--eval-n", "32"]
+    argv += ["--out", str(ckpt), "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    argv = ["prune", str(ckpt), "--capability", "tracr:counter", "--n", "64", "--k-max", "2"]
+    assert main([*argv, "--method", "ablation", "--device", "cpu"]) == 0
+    assert _json_out(capsys)["accuracy_k0"] >= 0
+    argv = ["probe", str(ckpt), "--capability", "tracr:max_identifier", "--n", "64", "--device", "cpu"]
+    assert main(argv) == 2
+    assert "Tracr base checkpoint of that program (counter)" in capsys.readouterr().err
+
+
+def test_diff_refuses_tokens_outside_the_vocabulary(checkpoints, capsys) -> None:
+    pt, ft = checkpoints
+    capsys.readouterr()
+    argv = ["diff", str(pt), str(ft), "--capability", "pcfg:count:a", "--attend-to", "zz", "--n", "16"]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not in the vocabulary" in err
 
 
 def test_audit_of_pcfg_checkpoints_gives_one_of_four_labels_and_writes_its_report(

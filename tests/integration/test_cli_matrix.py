@@ -29,6 +29,7 @@ BAD_VALUES = {  # validator name -> malformed values
     "existing_file": (MISSING,),
     "comma_list(non_negative_int)": ("0,-3", "1,x"),
     "comma_list(positive_float)": ("1e-3,nan", "1e-3,0"),
+    "comma_list(str)": (",",),
     "_clip_or_none": ("-1", "nan"),
 }
 REQUIRED_TEXT = {"--capability": "pcfg:count:a"}

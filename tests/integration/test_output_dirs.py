@@ -49,6 +49,8 @@ def runs(tmp_path_factory) -> dict[str, list[str]]:
         "probe": [
             "probe",
             pt,
+            "--capability",
+            "pcfg:count:a",
             "--device",
             "cpu",
             "--n",
