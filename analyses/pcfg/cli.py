@@ -253,18 +253,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     if args.task not in FAMILIES:
         raise ConfigError(f"unknown task '{args.task}'; use one of {', '.join(FAMILIES)}")
-    spec = (
-        SampleSpec(
-            family=args.task,
-            operand=args.operand,
-            c=args.c_te,
-            operand_pt=args.operand_pt,
-            operand_ft=args.operand,
-            q=args.q,
+    spec = SampleSpec(family=args.task, operand=args.operand)
+    if args.c_te:  # the correlated test set: the evaluated operand is the correlation's O_FT
+        spec = dataclasses.replace(
+            spec, c=args.c_te, operand_pt=args.operand_pt, operand_ft=args.operand, q=args.q
         )
-        if args.c_te
-        else SampleSpec(family=args.task, operand=args.operand)
-    )
     print_json(evaluate_checkpoint(args.dir, spec, args.n, seed=args.seed, device=args.device))
 
 

@@ -15,6 +15,17 @@ EVAL_LABELS = {
     "count_b@cte1": "O_FT (count b), C_Te=1",
 }
 
+PROBE_CAPTION = (
+    "A linear probe at the ART position of each residual-stream site. Random init is the floor, the pretrained "
+    "model the ceiling; the Scr.+FT control shows what a model never asked to count a still encodes. "
+    "Selectivity against a random-label control task is in results.json."
+)
+PRUNING_CAPTION = (
+    "One-shot grad x weight saliency on the pretraining task (count a), MLP neurons; the top-K are zeroed in a "
+    "copy. If O_PT returns while O_FT at C_Te=1 falls, a few neurons carried the wrapper. Most frequent top "
+    "units per seed: "
+)
+
 
 def _fmt(agg: dict | None, scale: float = 100.0) -> str:
     if not agg or agg.get("mean") is None:
@@ -30,20 +41,22 @@ def _series(curves: dict, eval_name: str, name: str) -> dict | None:
     return {"name": name, "x": c["steps"], "ys": c["per_seed"]} if c else None
 
 
-def _curve_section(
+def _curves(
+    title: str, series: list[dict], x_title: str, caption: str, *, figure_title: str = "", **figure: Any
+) -> Section:
+    """A section of one figure of curves, by default of accuracy (titled ``figure_title``, else ``title``)."""
+    axes = {"y_title": "accuracy", "y_range": (0, 1.02)} | figure
+    fig = curves_figure(series, title=figure_title or title, x_title=x_title, **axes)
+    return Section(title=title, content=fig, caption=caption)
+
+
+def _finetune_curves(
     title: str, rows: list[dict], eval_name: str, caption: str, *, floor: float | None = None
 ) -> Section:
+    """Figs. 5-6: one fine-tuning curve of ``eval_name`` per setting."""
     series = [s for s in (_series(r["curves"], eval_name, r["name"]) for r in rows) if s]
     lines = {"shortcut floor (count a + q)": floor} if floor is not None else None
-    fig = curves_figure(
-        series,
-        title=title,
-        x_title="fine-tuning step",
-        y_title="accuracy",
-        y_range=(0, 1.02),
-        reference_lines=lines,
-    )
-    return Section(title=title, content=fig, caption=caption)
+    return _curves(title, series, "fine-tuning step", caption, reference_lines=lines)
 
 
 def _table5(results: dict) -> Table:
@@ -82,30 +95,39 @@ def _table5(results: dict) -> Table:
 
 
 def _revival_sections(results: dict) -> list[Section]:
+    """Fig. 9's curves and the speed-up table (either left out when there is nothing to show)."""
     rev = results["revival"]
     series = [
         {"name": name, "x": [max(1, s) for s in c["steps"]], "ys": c["per_seed"]}
         for name, c in rev["curves"].items()
     ]
+    caption = (
+        "Fine-tuned models trained back on counting a at a small LR, beside the controls trained with the "
+        "identical recipe: Scr.+FT (pretrained never asked to count a) and Scr. (random init). A wrapped "
+        "capability comes back within a few steps; a control has to learn it."
+    )
+    x_title = "reverse fine-tuning step (log; step 0 drawn at 1)"
+    figure_title = "Reverse fine-tuning: O_PT accuracy (count a, C_Te=0)"
     sections = []
     if series:
-        fig = curves_figure(
-            series,
-            title="Reverse fine-tuning: O_PT accuracy (count a, C_Te=0)",
-            log_x=True,
-            x_title="reverse fine-tuning step (log; step 0 drawn at 1)",
-            y_title="accuracy",
-            y_range=(0, 1.02),
+        sections.append(
+            _curves("Revival (Fig. 9)", series, x_title, caption, figure_title=figure_title, log_x=True)
         )
+    speedups = _speedup_table(rev)
+    if speedups.rows:
         sections.append(
             Section(
-                title="Revival (Fig. 9)",
-                content=fig,
-                caption="Fine-tuned models trained back on counting a at a small LR, beside the controls trained with "
-                "the identical recipe: Scr.+FT (pretrained never asked to count a) and Scr. (random init). "
-                "A wrapped capability comes back within a few steps; a control has to learn it.",
+                title="Revival speed-up",
+                content=speedups,
+                caption=f"Threshold: {rev['threshold_frac']:.0%} of the pretrained model's O_PT accuracy, "
+                "per seed. '>=' marks a control that never reached it within its horizon (a lower bound).",
             )
         )
+    return sections
+
+
+def _speedup_table(rev: dict) -> Table:
+    """Per fine-tuned model and control: steps to threshold per seed, speed-ups and the log-step AUC."""
     rows = []
     for name, per in rev["speedups"].items():
         m = rev["metrics"].get(name, {})
@@ -129,27 +151,9 @@ def _revival_sections(results: dict) -> list[Section]:
                     _fmt(m.get("auc_agg"), 1),
                 ]
             )
-    if rows:
-        sections.append(
-            Section(
-                title="Revival speed-up",
-                content=Table(
-                    columns=[
-                        "reverse FT from",
-                        "control",
-                        "steps to threshold (per seed)",
-                        "control steps (per seed)",
-                        "speed-up per seed",
-                        "geometric mean",
-                        "AUC over log-steps (mean [CI])",
-                    ],
-                    rows=rows,
-                ),
-                caption=f"Threshold: {results['revival']['threshold_frac']:.0%} of the pretrained model's O_PT accuracy, "
-                "per seed. '>=' marks a control that never reached it within its horizon (a lower bound).",
-            )
-        )
-    return sections
+    columns = ["reverse FT from", "control", "steps to threshold (per seed)", "control steps (per seed)"]
+    columns += ["speed-up per seed", "geometric mean", "AUC over log-steps (mean [CI])"]
+    return Table(columns=columns, rows=rows)
 
 
 def _probe_sections(a: dict) -> list[Section]:
@@ -164,20 +168,15 @@ def _probe_sections(a: dict) -> list[Section]:
             {"name": model, "x": list(range(len(layers))), "ys": p[target]["accuracy"]["per_seed"]}
             for model, p in a["probes"].items()
         ]
-        fig = curves_figure(
-            series,
-            title=f"Linear probe accuracy per block: {label}",
-            x_title="block (0 = embedding)",
-            y_title="held-out accuracy",
-            y_range=(0, 1.02),
-        )
+        figure_title = f"Linear probe accuracy per block: {label}"
         sections.append(
-            Section(
-                title=f"Probes: {target} (Fig. 8)",
-                content=fig,
-                caption="A linear probe at the ART position of each residual-stream site. Random init is the floor, the "
-                "pretrained model the ceiling; the Scr.+FT control shows what a model never asked to count a "
-                "still encodes. Selectivity against a random-label control task is in results.json.",
+            _curves(
+                f"Probes: {target} (Fig. 8)",
+                series,
+                "block (0 = embedding)",
+                PROBE_CAPTION,
+                figure_title=figure_title,
+                y_title="held-out accuracy",
             )
         )
     return sections
@@ -191,20 +190,15 @@ def _pruning_sections(a: dict) -> list[Section]:
         series.append(
             {"name": "O_PT, random units (baseline)", "x": p["ks"], "ys": p["random_units_a0"], "dash": "dot"}
         )
-        fig = curves_figure(
-            series,
-            title=f"Pruning the top-K saliency neurons of {name}",
-            x_title="neurons pruned (K)",
-            y_title="accuracy",
-            y_range=(0, 1.02),
-        )
+        units = "; ".join(", ".join(u[:5]) for u in p["top_units"])
+        figure_title = f"Pruning the top-K saliency neurons of {name}"
         sections.append(
-            Section(
-                title=f"Pruning: {name} (Fig. 7)",
-                content=fig,
-                caption="One-shot grad x weight saliency on the pretraining task (count a), MLP neurons; the top-K are "
-                "zeroed in a copy. If O_PT returns while O_FT at C_Te=1 falls, a few neurons carried the wrapper. "
-                "Most frequent top units per seed: " + "; ".join(", ".join(u[:5]) for u in p["top_units"]),
+            _curves(
+                f"Pruning: {name} (Fig. 7)",
+                series,
+                "neurons pruned (K)",
+                PRUNING_CAPTION + units,
+                figure_title=figure_title,
             )
         )
     return sections
@@ -214,53 +208,49 @@ def _localisation_sections(a: dict) -> list[Section]:
     """Patching and attention (Fig. 10 analogue) between each pretrained and fine-tuned model."""
     sections = []
     for name, loc in a["localisation"].items():
-        keys = list(loc["patch_restored"])
-        ys = [
-            [v if v is not None else 0.0 for v in vals]
-            for vals in zip(*[loc["patch_restored"][k] for k in keys], strict=True)
-        ]
-        fig = bar_figure(
-            [{"name": "fraction of the O_PT gap restored", "x": keys, "ys": ys}],
-            title=f"Patching pretrained activations into {name}",
-            x_title="component",
-            y_title="restored",
-        )
-        sections.append(
-            Section(
-                title=f"Localisation: {name}",
-                content=fig,
-                caption="Each component's output patched from the pretrained model into the fine-tuned one (all "
-                "positions), scored by how much of the O_PT accuracy gap it restores. Largest relative weight "
-                f"change per seed: {', '.join(loc['top_weight_change'])}. Top patching site per seed: "
-                f"{', '.join(str(t) for t in loc['top_patch'])}.",
-            )
-        )
-        att = loc["attention_a_vs_b"]
-        n_layers = len(att[0]["base"]["a"])
-        series = [
-            {
-                "name": f"{model} -> {group}",
-                "x": [f"L{i}" for i in range(n_layers)],
-                "ys": [s[model][group] for s in att],
-            }
-            for model in ("base", "finetuned")
-            for group in ("a", "b")
-        ]
-        fig = bar_figure(
-            series,
-            title=f"Attention from ART to a vs b tokens: pretrained (base) vs {name}",
-            x_title="layer",
-            y_title="attention mass (head mean)",
-        )
-        sections.append(
-            Section(
-                title=f"Attention: {name} (Fig. 10 analogue)",
-                content=fig,
-                caption="Mean attention mass from the answer position onto text tokens a and b, per layer. A wrapper "
-                "keeps attending to a when asked to count b.",
-            )
-        )
+        sections += [_patching_section(name, loc), _attention_section(name, loc)]
     return sections
+
+
+def _patching_section(name: str, loc: dict) -> Section:
+    """The fraction of the O_PT gap each component restores when patched from the pretrained model."""
+    keys = list(loc["patch_restored"])
+    ys = [
+        [v if v is not None else 0.0 for v in vals]
+        for vals in zip(*[loc["patch_restored"][k] for k in keys], strict=True)
+    ]
+    series = [{"name": "fraction of the O_PT gap restored", "x": keys, "ys": ys}]
+    title = f"Patching pretrained activations into {name}"
+    fig = bar_figure(series, title=title, x_title="component", y_title="restored")
+    caption = (
+        "Each component's output patched from the pretrained model into the fine-tuned one (all positions), "
+        "scored by how much of the O_PT accuracy gap it restores. Largest relative weight change per seed: "
+        f"{', '.join(loc['top_weight_change'])}. Top patching site per seed: "
+        f"{', '.join(str(t) for t in loc['top_patch'])}."
+    )
+    return Section(title=f"Localisation: {name}", content=fig, caption=caption)
+
+
+def _attention_section(name: str, loc: dict) -> Section:
+    """Attention mass from the answer position onto a and b tokens, pretrained vs fine-tuned, per layer."""
+    att = loc["attention_a_vs_b"]
+    n_layers = len(att[0]["base"]["a"])
+    series = [
+        {
+            "name": f"{model} -> {group}",
+            "x": [f"L{i}" for i in range(n_layers)],
+            "ys": [s[model][group] for s in att],
+        }
+        for model in ("base", "finetuned")
+        for group in ("a", "b")
+    ]
+    title = f"Attention from ART to a vs b tokens: pretrained (base) vs {name}"
+    fig = bar_figure(series, title=title, x_title="layer", y_title="attention mass (head mean)")
+    caption = (
+        "Mean attention mass from the answer position onto text tokens a and b, per layer. A wrapper keeps "
+        "attending to a when asked to count b."
+    )
+    return Section(title=f"Attention: {name} (Fig. 10 analogue)", content=fig, caption=caption)
 
 
 def _evidence_text(summary: dict) -> str:
@@ -375,36 +365,32 @@ def _training_sections(results: dict, findings: list[dict]) -> list[Section]:
             ),
             caption="The study's claims checked on our numbers (analyses/pcfg/findings.py computes each).",
         ),
-        Section(
-            title="Pretraining",
-            content=curves_figure(
-                pre_series,
-                title="Pretraining accuracy",
-                x_title="step",
-                y_title="accuracy",
-                y_range=(0, 1.02),
-            ),
-            caption="Count a and count b accuracy (C_Te=0) during pretraining, per operand prior.",
+        _curves(
+            "Pretraining",
+            pre_series,
+            "step",
+            "Count a and count b accuracy (C_Te=0) during pretraining, per operand prior.",
+            figure_title="Pretraining accuracy",
         ),
     ]
     ft = results["finetune"]
     floor = next((r["shortcut_floor_b0"]["mean"] for r in ft if r.get("shortcut_floor_b0")), None)
     return [
         *sections,
-        _curve_section(
+        _finetune_curves(
             "O_FT accuracy during fine-tuning, C_Te=1 (Fig. 5)",
             ft,
             "count_b@cte1",
             "Counting b on inputs that carry the correlation: the wrapper solves these.",
         ),
-        _curve_section(
+        _finetune_curves(
             "O_FT accuracy during fine-tuning, C_Te=0 (Fig. 5)",
             ft,
             "count_b@cte0",
             "Counting b without the correlation: a wrapper (count a + q) stays at the shortcut floor.",
             floor=floor,
         ),
-        _curve_section(
+        _finetune_curves(
             "O_PT accuracy during fine-tuning, C_Te=0 (Fig. 6)",
             ft,
             "count_a@cte0",

@@ -108,16 +108,10 @@ class TinyStoriesStudyConfig:
 
     @property
     def data(self) -> StoryDataConfig:
+        """The corpus: this config's fields of the same names, seeded with ``data_seed``."""
+        fields = dataclasses.fields(StoryDataConfig)
         return StoryDataConfig(
-            setting=self.setting,
-            feature=self.feature,
-            n_stories=self.n_stories,
-            fields=self.fields,
-            max_story_chars=self.max_story_chars,
-            n_ctx=self.n_ctx,
-            vocab_size=self.vocab_size,
-            split=self.split,
-            seed=self.data_seed,
+            **{f.name: getattr(self, f.name) for f in fields if f.name != "seed"}, seed=self.data_seed
         )
 
     @property
