@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
 
 from analyses.tracr.results import CELLS
 from interp.figures import curves_figure, heatmap_grid_figure
@@ -78,47 +79,50 @@ def _table_sections(results: dict[str, Any]) -> list[Section]:
     return sections
 
 
+def _accuracy_curves(series: list[dict], title: str, x_title: str, y_title: str, **extra: Any) -> go.Figure:
+    """A curves figure of accuracies (the y axis from 0 to 1)."""
+    return curves_figure(series, title=title, x_title=x_title, y_title=y_title, y_range=(0, 1), **extra)
+
+
 def _grid_curve_sections(results: dict[str, Any]) -> list[Section]:
     """Per program, Acc O_FT at C_Te=1 and Acc O_PT at C_Te=0 during fine-tuning, one series per eta x C_Tr."""
-    config, curves = results["config"], results["curves"]
+    config = results["config"]
+    caption = (
+        "Mean over seeds with the min-max band; solid C_Tr = 1, dashed C_Tr = 0. Step 0 is the compiled model "
+        "after balancing and noise."
+    )
     sections = []
     for program in config["programs"]:
         for cell, label in (
             (eval_name("ft", 1), "Acc O_FT at C_Te=1"),
             (eval_name("pt", 0), "Acc O_PT at C_Te=0"),
         ):
-            series = []
-            for level in config["lr_levels"]:
-                for c_tr in config["c_trs"]:
-                    runs = [
-                        v for k, v in curves.items() if k.startswith(f"finetune/{program}/{level}/{c_tr:g}/")
-                    ]
-                    if not runs or len({len(v["steps"]) for v in runs}) != 1:
-                        continue
-                    series.append(
-                        {
-                            "name": f"eta_{level} C_Tr={c_tr:g}",
-                            "x": runs[0]["steps"],
-                            "ys": [v[cell] for v in runs],
-                            "dash": "solid" if c_tr == 1.0 else "dash",
-                        }
-                    )
+            series = _grid_series(config, results["curves"], program, cell)
             if series:
+                fig = _accuracy_curves(series, f"{program}: {label}", "SGD step", label)
                 sections.append(
-                    Section(
-                        title=f"{program}: {label} during fine-tuning",
-                        content=curves_figure(
-                            series,
-                            title=f"{program}: {label}",
-                            x_title="SGD step",
-                            y_title=label,
-                            y_range=(0, 1),
-                        ),
-                        caption="Mean over seeds with the min-max band; solid C_Tr = 1, dashed C_Tr = 0. Step 0 is the "
-                        "compiled model after balancing and noise.",
-                    )
+                    Section(title=f"{program}: {label} during fine-tuning", content=fig, caption=caption)
                 )
     return sections
+
+
+def _grid_series(config: dict[str, Any], curves: dict[str, dict], program: str, cell: str) -> list[dict]:
+    """One series of ``cell`` per eta x C_Tr of ``program`` whose seeds share their evaluation steps."""
+    series = []
+    for level in config["lr_levels"]:
+        for c_tr in config["c_trs"]:
+            runs = [v for k, v in curves.items() if k.startswith(f"finetune/{program}/{level}/{c_tr:g}/")]
+            if not runs or len({len(v["steps"]) for v in runs}) != 1:
+                continue
+            series.append(
+                {
+                    "name": f"eta_{level} C_Tr={c_tr:g}",
+                    "x": runs[0]["steps"],
+                    "ys": [v[cell] for v in runs],
+                    "dash": "solid" if c_tr == 1.0 else "dash",
+                }
+            )
+    return series
 
 
 def _long_curve_sections(results: dict[str, Any]) -> list[Section]:
@@ -136,19 +140,9 @@ def _long_curve_sections(results: dict[str, Any]) -> list[Section]:
         for k, v in sorted(long_curves.items())
         for cell in (eval_name("ft", 0), eval_name("pt", 0))
     ]
-    return [
-        Section(
-            title="Counter, longer arm: accuracy during fine-tuning",
-            content=curves_figure(
-                series,
-                title="Counter, longer arm",
-                x_title="SGD step",
-                y_title="accuracy",
-                y_range=(0, 1),
-            ),
-            caption="Acc O_FT at C_Te=0 (solid: has the model learned to count b?) and Acc O_PT at C_Te=0 (dotted).",
-        )
-    ]
+    fig = _accuracy_curves(series, "Counter, longer arm", "SGD step", "accuracy")
+    caption = "Acc O_FT at C_Te=0 (solid: has the model learned to count b?) and Acc O_PT at C_Te=0 (dotted)."
+    return [Section(title="Counter, longer arm: accuracy during fine-tuning", content=fig, caption=caption)]
 
 
 def _attention_map_sections(results: dict[str, Any]) -> list[Section]:
@@ -200,20 +194,14 @@ def _pruning_sections(results: dict[str, Any]) -> list[Section]:
         }
         for r in pruning
     ]
-    return [
-        Section(
-            title="Counter: single-weight pruning",
-            content=curves_figure(
-                series,
-                title="Acc O_PT (C_Te=0) after pruning the top-K weights",
-                x_title="K weights pruned",
-                y_title="Acc O_PT",
-                y_range=(0, 1),
-            ),
-            caption="Mean over seeds of count-a accuracy after zeroing the K weights with the highest grad x weight "
-            "on the count-a loss (interp.pruning, weight level). The study reports >60 points from K = 1.",
-        )
-    ]
+    fig = _accuracy_curves(
+        series, "Acc O_PT (C_Te=0) after pruning the top-K weights", "K weights pruned", "Acc O_PT"
+    )
+    caption = (
+        "Mean over seeds of count-a accuracy after zeroing the K weights with the highest grad x weight on the "
+        "count-a loss (interp.pruning, weight level). The study reports >60 points from K = 1."
+    )
+    return [Section(title="Counter: single-weight pruning", content=fig, caption=caption)]
 
 
 def _reverse_sections(results: dict[str, Any]) -> list[Section]:
@@ -231,22 +219,14 @@ def _reverse_sections(results: dict[str, Any]) -> list[Section]:
             )
     if not series:
         return []
-    return [
-        Section(
-            title="Counter: reverse fine-tuning to count a at eta_VS",
-            content=curves_figure(
-                series,
-                title="Acc O_PT (C_Te=0) during reverse fine-tuning",
-                x_title="step (log)",
-                y_title="Acc O_PT",
-                log_x=True,
-                y_range=(0, 1),
-                reference_lines={"revived": results["config"]["reverse_threshold"]},
-            ),
-            caption="Mean and min-max band over seeds. The Scr.+FT control is the compiled Counter for b (an exact "
-            "edit of the operand detector), balanced and noised like the fine-tuned models.",
-        )
-    ]
+    title = "Acc O_PT (C_Te=0) during reverse fine-tuning"
+    revived = {"revived": results["config"]["reverse_threshold"]}
+    fig = _accuracy_curves(series, title, "step (log)", "Acc O_PT", log_x=True, reference_lines=revived)
+    caption = (
+        "Mean and min-max band over seeds. The Scr.+FT control is the compiled Counter for b (an exact edit of the "
+        "operand detector), balanced and noised like the fine-tuned models."
+    )
+    return [Section(title="Counter: reverse fine-tuning to count a at eta_VS", content=fig, caption=caption)]
 
 
 def _baseline_sections(results: dict[str, Any]) -> list[Section]:
