@@ -1,12 +1,9 @@
 """Compile the study's RASP programs with tracr and write procedural_tasks/tracr_weights/{name}.{safetensors,json}.
 
-Needs tracr and JAX, kept out of the main venv:
-    python3 -m venv .venv-tracr
-    .venv-tracr/bin/pip install tracr-pypi==1.0.0 jax==0.10.2 jaxlib==0.10.2 dm-haiku==0.0.17 numpy safetensors
-    .venv-tracr/bin/python scripts/compile_tracr.py            # both programs, into the package
-The test that compares the stored model with tracr's own (tests/unit/test_tracr_programs.py, `-k tracr_own`)
-also needs torch and transformer-lens there: `.venv-tracr/bin/pip install -c constraints.txt torch==2.13.0
-transformer-lens==4.3.0 pytest hypothesis jaxtyping beartype`.
+Needs the ``tracr`` extra (tracr and JAX): ``pip install -c constraints.txt -e ".[tracr]"``, then
+    python scripts/compile_tracr.py            # both programs, into the package
+The test that compares the stored model with tracr's own (tests/unit/test_tracr_programs.py, ``-k tracr_own``)
+runs in the default suite wherever the extra is installed.
 The safetensors file holds tracr's raw parameters ("module/param", float32); the JSON beside it holds the
 encodings, residual labels, TransformerLens config fields, program config and versions, so that
 `procedural_tasks.tracr_models.load_compiled` rebuilds the model with no JAX. Before writing, the script
