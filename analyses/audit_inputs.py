@@ -6,6 +6,8 @@ directories, and says which vocabulary each uses, so a pair with different vocab
 
 - ``pcfg:count:a``: counting a token of the base checkpoint's PCFG task (C_Te = 0);
 - ``tracr:PROGRAM``: a compiled Tracr checkpoint's own answer r(x, O_PT) on inputs without the correlation;
+- ``tinystories:FEATURE``: writing a story feature when the instruction asks for it (the first token of its
+  marker, on the checkpoint's held-out stories);
 - ``jsonl:PATH``: (prompt, answer) pairs, tokenized with the base model's tokenizer.
 
 ``add_capability_flags`` gives every analysis command the same ``--capability``, ``--n``, ``--seed``,
@@ -29,6 +31,7 @@ from interp.models import to_device
 from interp.patching import check_pair
 from procedural_tasks.pcfg_capability import counting_capability
 from procedural_tasks.pcfg_protocols import task_from_checkpoint
+from procedural_tasks.story_capability import feature_capability
 from procedural_tasks.story_checkpoints import load_story_checkpoint
 from procedural_tasks.tracr_capability import program_capability
 from procedural_tasks.tracr_models import load_tracr_checkpoint
@@ -42,7 +45,7 @@ class LoadedModel:
     model: torch.nn.Module
     kind: str  # pcfg | tracr | tinystories | ftmech | hub
     vocabulary: tuple[str, ...] | None  # token strings in id order, where the directory names them
-    task: Any = None  # the PCFG task of a PCFG checkpoint; the program info of a Tracr one
+    task: Any = None  # a PCFG checkpoint's task, a Tracr one's program info, a story one's StoryCheckpoint
     tokenizer: Any = None  # a story or Hugging Face tokenizer
 
 
@@ -64,7 +67,7 @@ def load_model(path: str, *, device: str = "cpu") -> LoadedModel:
         story = load_story_checkpoint(path, device=device)
         vocab = story.tokenizer.tokenizer.get_vocab()
         words = tuple(sorted(vocab, key=vocab.get))
-        return LoadedModel(path, story.model, "tinystories", words, tokenizer=story.tokenizer)
+        return LoadedModel(path, story.model, "tinystories", words, task=story, tokenizer=story.tokenizer)
     model, info = load_checkpoint(path, device=device)
     if task == "pcfg":
         pcfg = task_from_checkpoint(info, path)
@@ -111,13 +114,19 @@ def _tracr(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:
     return program_capability(base.task, n_eval=n_eval, seed=seed)
 
 
+def _tinystories(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:
+    if base.kind != "tinystories":
+        raise ConfigError(f"capability 'tinystories:{arg}' needs a TinyStories base checkpoint")
+    return feature_capability(base.task, arg, n_eval=n_eval, seed=seed)
+
+
 def _jsonl(arg: str, base: LoadedModel, n_eval: int, seed: int) -> Capability:  # noqa: ARG001
     prompt, answer = _encoders(base)
     return capability_from_jsonl(arg, prompt, answer, seed=seed)
 
 
-BUILDERS = {"pcfg": _pcfg, "tracr": _tracr, "jsonl": _jsonl}
-SPEC_HELP = "pcfg:count:OPERAND, tracr:PROGRAM or jsonl:PATH (prompt/answer lines)"
+BUILDERS = {"pcfg": _pcfg, "tracr": _tracr, "tinystories": _tinystories, "jsonl": _jsonl}
+SPEC_HELP = "pcfg:count:OPERAND, tracr:PROGRAM, tinystories:FEATURE or jsonl:PATH (prompt/answer lines)"
 
 
 def build_capability(spec: str, base: LoadedModel, *, n_eval: int = 1000, seed: int = 0) -> Capability:

@@ -1,10 +1,17 @@
 """ftmech probe / prune / diff / patch / audit on tiny checkpoints: outputs exist and are well-formed."""
 
+import dataclasses
 import json
 
 import pytest
 
 from analyses.cli import main
+from interp.config import to_dict
+from interp.models import PRESETS, build_model
+from procedural_tasks.story_checkpoints import save_story_checkpoint
+from procedural_tasks.story_data import build_story_tokenizer
+from procedural_tasks.tracr_preparation import add_weight_noise
+from tests.unit.test_story_capability import DATA
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +122,29 @@ def test_audit_bad_input_is_one_line(checkpoints, capsys, bad, says):
     assert main([*argv, "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err
+
+
+def test_audit_of_a_story_pair_on_a_tinystories_feature(tmp_path, capsys) -> None:
+    tokenizer = build_story_tokenizer(DATA)
+    config = dataclasses.replace(PRESETS["llama_cpu"], d_model=16, n_layers=2, n_heads=2, d_mlp=24)
+    config = config.for_task(d_vocab=tokenizer.vocab_size, n_ctx=DATA.n_ctx)
+    base = build_model(config)
+    finetuned = add_weight_noise(base, std=0.01, seed=1)
+    for name, model in (("pt", base), ("ft", finetuned)):
+        save_story_checkpoint(tmp_path / name, model, config, tokenizer, {"data": to_dict(DATA)})
+    capsys.readouterr()
+    argv = ["audit", "--base", str(tmp_path / "pt"), "--finetuned", str(tmp_path / "ft")]
+    argv += [
+        "--capability",
+        "tinystories:twist",
+        "--n",
+        "16",
+        "--relearn-steps",
+        "2",
+        "--relearn-lrs",
+        "1e-3",
+    ]
+    assert main([*argv, "--prune-ks", "0,1", "--device", "cpu", "--out", str(tmp_path / "audit")]) == 0
+    assert _json_out(capsys)["label"] in {"removed", "wrapped", "intact", "inconclusive"}
+    summary = json.loads((tmp_path / "audit" / "summary.json").read_text())
+    assert summary["details"][0]["capability"] == "writes_twist"
