@@ -10,7 +10,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from analyses.pcfg.config import PCFGStudyConfig
 from analyses.pcfg.jobs import run_study
@@ -31,11 +31,9 @@ from interp.lr_levels import LABELLINGS, LEVELS, checkpoint_pretrain_lr, lr_for_
 from interp.models import preset as model_preset
 from interp.runtime import numpy_rng
 from interp.study_runs import SweepOptions, study_flags
-from interp.training import TrainConfig
 from procedural_tasks.pcfg import sample_string, to_text
 from procedural_tasks.pcfg_protocols import (
     FinetuneConfig,
-    PCFGPreset,
     PretrainConfig,
     ReverseFTConfig,
     evaluate_checkpoint,
@@ -45,6 +43,8 @@ from procedural_tasks.pcfg_protocols import (
     study_preset,
 )
 from procedural_tasks.pcfg_tasks import FAMILIES, SampleSpec, parse_prior, sample
+
+C = TypeVar("C", FinetuneConfig, ReverseFTConfig)
 
 
 def _common_train_flags(p: argparse.ArgumentParser) -> None:
@@ -197,28 +197,20 @@ def _lr_level(args: argparse.Namespace) -> str | None:
     return None if args.lr is not None else (args.lr_level or "M")
 
 
-def _stage_train(args: argparse.Namespace, stage: str, start: str) -> tuple[PCFGPreset, float, TrainConfig]:
-    """The preset, the LR and the training recipe of a stage that starts from the checkpoint ``start``."""
+def _stage_config(args: argparse.Namespace, config_class: type[C], stage: str, start: str) -> tuple[C, float]:
+    """The config of a stage that starts from the checkpoint ``start``, and its LR: the preset's training
+    recipe with the training flags, the LR level, and the stage's other fields from the flags of their names."""
     sp = study_preset(args.preset)
     lr = _stage_lr(args, start)
     train = sp.train_config(stage, lr=lr, steps=args.steps)
-    return sp, lr, dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))
+    given = {"train": dataclasses.replace(train, **(_train_changes(args) | {"lr": lr}))}
+    given |= {"lr_level": _lr_level(args), "eval_n": sp.eval_n}
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if f.name not in given}
+    return config_class(**given, **flags), lr
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    sp, lr, train = _stage_train(args, "finetune", args.base)
-    config = FinetuneConfig(
-        train=train,
-        c_tr=args.c_tr,
-        q=args.q,
-        operand_pt=args.operand_pt,
-        operand_ft=args.operand_ft,
-        lr_level=_lr_level(args),
-        lr_labelling=args.lr_labelling,
-        mix_pt_frac=args.mix_pt_frac,
-        rand_ft=args.rand_ft,
-        eval_n=sp.eval_n,
-    )
+    config, lr = _stage_config(args, FinetuneConfig, "finetune", args.base)
     result = run_finetune(config, args.base, args.out, resume=args.resume, progress=not args.no_progress)
     final = {name: e["accuracy"] for name, e in result.history[-1]["eval"].items()}
     write_json(
@@ -229,15 +221,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_reverse_ft(args: argparse.Namespace) -> None:
-    sp, lr, train = _stage_train(args, "reverse", args.start)
-    config = ReverseFTConfig(
-        train=train,
-        operand_pt=args.operand_pt,
-        threshold_frac=args.threshold_frac,
-        from_scratch=args.from_scratch,
-        eval_n=sp.eval_n,
-        lr_level=_lr_level(args),
-    )
+    config, _ = _stage_config(args, ReverseFTConfig, "reverse", args.start)
     curve = run_reverse_ft(
         config,
         args.start,
@@ -263,6 +247,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``ftmech data pcfg|pcfg-strings``, ``pretrain``, ``finetune``, ``reverse-ft`` and ``evaluate``."""
+    _add_data_commands(sub)
+    _add_pretrain(sub)
+    _add_finetune(sub)
+    _add_reverse_ft(sub)
+    _add_evaluate(sub)
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="print task data as JSON lines")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=ArgParser)
     p = data_sub.add_parser("pcfg", help="PCFG task samples, one JSON object per line")
@@ -281,6 +273,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.set_defaults(handler=cmd_data_strings)
 
+
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="pretrain a model on the PCFG task mixture")
     _task_flags(p)
     p.add_argument("--prior", help="operand prior over (a,b,c): 0.9,0.1,0 or low|medium|high|only_b|no_a")
@@ -293,16 +287,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common_train_flags(p)
     p.set_defaults(handler=cmd_pretrain)
 
-    p = sub.add_parser(
-        "finetune", help="fine-tune a pretrained PCFG model on counting O_FT with a spurious correlation"
-    )
-    p.add_argument("base", type=existing_dir, help="pretrained checkpoint directory")
+
+def _stage_parser(
+    sub: argparse._SubParsersAction, name: str, what: str, start: str, start_help: str
+) -> argparse.ArgumentParser:
+    """The parser of a stage that starts from the checkpoint ``start``, with the flags every such stage has."""
+    p = sub.add_parser(name, help=what)
+    p.add_argument(start, type=existing_dir, help=start_help)
     _stage_flags(p)
+    p.add_argument("--operand-pt", default="a")
+    return p
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    what = "fine-tune a pretrained PCFG model on counting O_FT with a spurious correlation"
+    p = _stage_parser(sub, "finetune", what, "base", "pretrained checkpoint directory")
     p.add_argument(
         "--c-tr", type=fraction, default=1.0, help="C_Tr: fraction of samples with count(b) = count(a) + q"
     )
     p.add_argument("--q", type=int, default=1)
-    p.add_argument("--operand-pt", default="a")
     p.add_argument("--operand-ft", default="b")
     p.add_argument(
         "--mix-pt-frac", type=fraction, default=0.0, help="fraction of each batch from pretraining data (E.1)"
@@ -313,24 +316,25 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _common_train_flags(p)
     p.set_defaults(handler=cmd_finetune)
 
-    p = sub.add_parser("reverse-ft", help="train a model back on counting O_PT and time the revival")
+
+def _add_reverse_ft(sub: argparse._SubParsersAction) -> None:
+    what = "train a model back on counting O_PT and time the revival"
+    start_help = "checkpoint to start from (fine-tuned model or a control)"
+    p = _stage_parser(sub, "reverse-ft", what, "start", start_help)
     p.add_argument(
-        "start", type=existing_dir, help="checkpoint to start from (fine-tuned model or a control)"
+        "--from-scratch", action="store_true", help="Scr. control: re-initialise the weights first"
     )
-    _stage_flags(p)
-    p.add_argument("--operand-pt", default="a")
     p.add_argument(
         "--reference-accuracy", type=fraction, default=1.0, help="the pretrained model's O_PT accuracy"
     )
     p.add_argument(
         "--threshold-frac", type=fraction, default=0.9, help="revived at this fraction of the reference"
     )
-    p.add_argument(
-        "--from-scratch", action="store_true", help="Scr. control: re-initialise the weights first"
-    )
     _common_train_flags(p)
     p.set_defaults(handler=cmd_reverse_ft)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy of a PCFG checkpoint")
     p.add_argument("dir", type=existing_dir, help="checkpoint directory")
     p.add_argument("--task", default="count")
