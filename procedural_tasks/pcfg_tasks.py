@@ -298,6 +298,15 @@ class SampleSpec:
     q: int = 1  # r(x, O_FT) - r(x, O_PT) in correlated samples
     family_token: str | None = None  # override the family token (jailbreak evaluation)
     answer_operand: str | None = None  # answer for this operand instead (randFT: count b on count-a inputs)
+    strict: bool = (
+        False  # uncorrelated samples never meet r(x, O_FT) - r(x, O_PT) = q by chance (strict C_Te = 0)
+    )
+
+
+def _coincides(config: PCFGTaskConfig, spec: SampleSpec, family: str, text: np.ndarray, region: int) -> bool:
+    """Does an uncorrelated window satisfy the planted relation r(x, O_FT) - r(x, O_PT) = q by chance?"""
+    ft = relation(family, text, spec.operand_ft, config, region)
+    return ft - relation(family, text, spec.operand_pt, config, region) == spec.q
 
 
 def sample(
@@ -340,9 +349,12 @@ def sample(
                 if new >= len(accept) or rng.random() >= accept[new]:
                     continue
             text = edit
+        elif spec.strict and _coincides(config, spec, family, text, region):
+            continue
         break
     else:
-        raise DataError(f"could not plant the correlation q={spec.q} in 1000 windows; use a smaller q")
+        what = "plant the correlation" if correlated else "avoid the correlation"
+        raise DataError(f"could not {what} q={spec.q} in 1000 windows; use a smaller q")
     index = int(rng.integers(1, config.window + 1)) if family == "token" else None
     tokens, answer = make_sequence(
         config, family, operand, text, index=index, region=region, family_token=family_token

@@ -1,5 +1,6 @@
 """The grammar, windows, task labels and the spurious-correlation edit, against independent checks."""
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -123,6 +124,17 @@ def test_correlated_fraction_is_within_a_binomial_bound(c: float) -> None:
     assert abs(frac - c) <= 4 * np.sqrt(c * (1 - c) / n) + 1e-9
     corr = batch.labels["correlated"].bool()
     assert (batch.labels["count_b"][corr] == batch.labels["count_a"][corr] + 1).all()
+
+
+def test_plain_cte0_meets_the_relation_by_chance_and_strict_cte0_never_does() -> None:
+    task = PCFGTask(tiny_task_config(window=48, region=32))
+    spec = SampleSpec(family="count", operand="b", c=0.0)
+    plain = task.batch(spec, 1000, seed=0, step=0).labels
+    chance = float((plain["count_b"] == plain["count_a"] + 1).float().mean())
+    assert chance > 0.05  # a count(a) + 1 wrapper scores this much on the plain set
+    strict = task.batch(dataclasses.replace(spec, strict=True), 1000, seed=0, step=0).labels
+    assert not (strict["count_b"] == strict["count_a"] + 1).any()
+    assert len(set(strict["count_b"].tolist())) >= 4  # still a spread of answers
 
 
 def test_correlation_keeps_the_label_distribution_close() -> None:
