@@ -150,6 +150,30 @@ class JobResult:
         return dataclasses.asdict(self)
 
 
+class Planner:
+    """Builds a sweep: each job in its ``run_dir`` under ``root``, keyed ``<key_prefix><stage>/<hash>``.
+
+    ``identity`` is hashed into every job's directory without being passed to the job (e.g. the sizes behind
+    a preset name, so changed sizes never reuse old results).
+    """
+
+    def __init__(
+        self, root: Path, *, key_prefix: str = "", identity: Mapping[str, Any] | None = None
+    ) -> None:
+        self.root, self.key_prefix, self.identity = root, key_prefix, dict(identity or {})
+        self.jobs: list[Job] = []
+        self._keys: dict[Path, str] = {}
+
+    def add(self, stage: str, fn: str, kwargs: dict[str, Any], deps: Sequence[Path] = ()) -> Path:
+        """Add the job ``fn`` ("module:function") to run after the jobs in the directories ``deps``; returns
+        its directory."""
+        out = run_dir(self.root, stage, {**kwargs, **self.identity})
+        self._keys[out] = f"{self.key_prefix}{stage}/{out.name}"
+        after = tuple(self._keys[d] for d in deps)
+        self.jobs.append(Job(key=self._keys[out], fn=fn, out_dir=out, kwargs=kwargs, deps=after))
+        return out
+
+
 def run_jobs(
     jobs: Sequence[Job],
     *,

@@ -5,10 +5,9 @@ their JSON-native arguments: the local process pool and Ray give the same files.
 """
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from analyses.pcfg.analysis import analysis_kwargs
 from analyses.pcfg.config import FinetuneSetting, PCFGStudyConfig, setting_name
@@ -18,13 +17,14 @@ from interp.checkpoints import read_checkpoint_info
 from interp.config import to_dict
 from interp.evaluation import evaluate
 from interp.jsonio import write_json
-from interp.lr_levels import LEVELS, lr_for_level
+from interp.lr_levels import lr_for_level
 from interp.models import preset as model_preset
 from interp.study_runs import StudySweep, SweepOptions, run_study_sweep
-from interp.sweeps import Job, run_dir
+from interp.sweeps import Job, Planner
 from interp.training import RESUME_DIR
 from procedural_tasks.pcfg_protocols import (
     FinetuneConfig,
+    PCFGPreset,
     PretrainConfig,
     ReverseFTConfig,
     counting_eval_sets,
@@ -35,6 +35,8 @@ from procedural_tasks.pcfg_protocols import (
     study_preset,
 )
 from procedural_tasks.pcfg_tasks import parse_prior
+
+C = TypeVar("C", FinetuneConfig, ReverseFTConfig)
 
 
 def _resume(out_dir: Path) -> bool:
@@ -54,58 +56,38 @@ def job_pretrain(
     return {name: e["accuracy"] for name, e in result.history[-1]["eval"].items()}
 
 
-def job_finetune(
-    *,
-    out_dir: Path,
-    base: str,
-    preset: str,
-    seed: int,
-    lr: float,
-    lr_level: str,
-    lr_labelling: str,
-    c_tr: float,
-    q: int,
-    device: str,
-) -> dict:
-    """Fine-tune ``base`` on counting b; then score it on larger fresh evaluation sets (Table 5)."""
+def _stage_config(
+    config_class: type[C], stage: str, *, preset: str, seed: int, lr: float, device: str, **fields: Any
+) -> tuple[PCFGPreset, C]:
+    """The preset and the config of a fine-tuning or reverse stage: the preset's recipe at ``lr``, ``fields``."""
     sp = study_preset(preset)
-    train = sp.train_config("finetune", lr=lr, seed=seed, device=device)
-    config = FinetuneConfig(
-        train=train, c_tr=c_tr, q=q, lr_level=lr_level, lr_labelling=lr_labelling, eval_n=sp.eval_n
-    )
+    train = sp.train_config(stage, lr=lr, seed=seed, device=device)
+    return sp, config_class(train=train, eval_n=sp.eval_n, **fields)
+
+
+def job_finetune(*, out_dir: Path, base: str, **stage: Any) -> dict:
+    """Fine-tune ``base`` on counting b; then score it on larger fresh evaluation sets (Table 5).
+
+    ``stage``: preset, seed, lr and device, and the FinetuneConfig fields lr_level, lr_labelling, c_tr and q.
+    """
+    sp, config = _stage_config(FinetuneConfig, "finetune", **stage)
     run_finetune(config, base, out_dir, resume=_resume(out_dir), progress=False)
-    model, _, task = load_pcfg_model(out_dir, device=device)
+    model, _, task = load_pcfg_model(out_dir, device=config.train.device)
     final = {
         s.name: evaluate(model, s).to_json()
-        for s in counting_eval_sets(task, sp.final_eval_n, q=q, seed=10_000 + seed)
+        for s in counting_eval_sets(task, sp.final_eval_n, q=config.q, seed=10_000 + config.train.seed)
     }
     write_json(out_dir / "final_eval.json", final)
     return {name: e["accuracy"] for name, e in final.items()}
 
 
-def job_reverse(
-    *,
-    out_dir: Path,
-    start: str,
-    reference: str,
-    preset: str,
-    seed: int,
-    lr: float,
-    lr_level: str,
-    from_scratch: bool,
-    threshold_frac: float,
-    device: str,
-) -> dict:
-    """Reverse fine-tune ``start`` on counting a; the threshold comes from the pretrained ``reference``."""
-    sp = study_preset(preset)
-    train = sp.train_config("reverse", lr=lr, seed=seed, device=device)
-    config = ReverseFTConfig(
-        train=train,
-        threshold_frac=threshold_frac,
-        from_scratch=from_scratch,
-        lr_level=lr_level,
-        eval_n=sp.eval_n,
-    )
+def job_reverse(*, out_dir: Path, start: str, reference: str, **stage: Any) -> dict:
+    """Reverse fine-tune ``start`` on counting a; the threshold comes from the pretrained ``reference``.
+
+    ``stage``: preset, seed, lr and device, and the ReverseFTConfig fields lr_level, from_scratch and
+    threshold_frac.
+    """
+    _, config = _stage_config(ReverseFTConfig, "reverse", **stage)
     reference_accuracy = read_checkpoint_info(reference).metadata["final_eval"]["count_a@cte0"]["accuracy"]
     curve = run_reverse_ft(
         config, start, out_dir, reference_accuracy=reference_accuracy, progress=False, resume=_resume(out_dir)
@@ -126,82 +108,85 @@ class Plan:
 
 def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
     """Every job of the study with its content-addressed directory under ``root``."""
-    jobs: list[Job] = []
-    pretrain, finetune, reverse, analysis = {}, {}, {}, {}
-    keys: dict[Path, str] = {}
-
     sp = study_preset(config.preset)
     # The sizes behind the preset name are part of a run's identity (and recorded in its job.json), so a
     # code change to the preset never reuses results made with the old sizes.
     sizes = {"study_preset": to_dict(sp), "model_preset": to_dict(model_preset(sp.model))}
-
-    def add(stage: str, fn: str, kwargs: dict[str, Any], deps: Sequence[Path] = ()) -> Path:
-        out = run_dir(root, stage, {**kwargs, **sizes})
-        key = f"{stage}/{out.name}"
-        keys[out] = key
-        jobs.append(Job(key=key, fn=fn, out_dir=out, kwargs=kwargs, deps=tuple(keys[d] for d in deps)))
-        return out
-
-    ft_lr = {lvl: lr_for_level(lvl, config.pretrain_lr, config.lr_labelling) for lvl in LEVELS}
-    common = {"preset": config.preset, "device": config.device}
+    planner = Planner(root, identity=sizes)
+    pretrain, finetune, reverse, analysis = {}, {}, {}, {}
     for seed in config.seeds:
-        for prior in (*config.priors, config.control_prior):
-            pretrain[seed, prior] = add(
-                "pretrain",
-                f"{__name__}:job_pretrain",
-                {**common, "prior": prior, "seed": seed, "lr": config.pretrain_lr},
-            )
-        for setting in config.finetune_grid:
-            prior, level, c_tr = setting
-            base = pretrain[seed, prior]
-            finetune[seed, setting] = add(
-                "finetune",
-                f"{__name__}:job_finetune",
-                {
-                    **common,
-                    "base": str(base),
-                    "seed": seed,
-                    "lr": ft_lr[level],
-                    "lr_level": level,
-                    "lr_labelling": config.lr_labelling,
-                    "c_tr": c_tr,
-                    "q": config.q,
-                },
-                [base],
-            )
-        reverse_kwargs = {
-            **common,
-            "seed": seed,
-            "lr": ft_lr[config.reverse_lr_level],
-            "lr_level": config.reverse_lr_level,
-            "threshold_frac": config.threshold_frac,
-        }
-        for setting in config.reverse_from:
-            ref = pretrain[seed, setting[0]]
-            start = finetune[seed, setting]
-            reverse[seed, setting_name(setting)] = add(
-                "reverse",
-                f"{__name__}:job_reverse",
-                {**reverse_kwargs, "start": str(start), "reference": str(ref), "from_scratch": False},
-                [start, ref],
-            )
-        control = pretrain[seed, config.control_prior]
-        ref = pretrain[seed, config.priors[0]]
-        for name, scratch in (("Scr.+FT", False), ("Scr.", True)):
-            reverse[seed, name] = add(
-                "reverse",
-                f"{__name__}:job_reverse",
-                {**reverse_kwargs, "start": str(control), "reference": str(ref), "from_scratch": scratch},
-                [control, ref],
-            )
+        pretrain |= _plan_pretrain(planner, config, seed)
+        finetune |= _plan_finetune(planner, config, seed, pretrain)
+        reverse |= _plan_reverse(planner, config, seed, pretrain, finetune)
         if config.analyse:
-            kwargs = analysis_kwargs(config, seed, pretrain, finetune)
-            deps = [pretrain[seed, p] for p in (*config.priors, config.control_prior)]
-            deps += [finetune[seed, s] for s in config.finetune_grid]
-            analysis[seed] = add(
-                "analysis", "analyses.pcfg.analysis:job_analysis", {**common, **kwargs}, deps
-            )
-    return Plan(jobs, pretrain, finetune, reverse, analysis)
+            analysis[seed] = _plan_analysis(planner, config, seed, pretrain, finetune)
+    return Plan(planner.jobs, pretrain, finetune, reverse, analysis)
+
+
+def _common(config: PCFGStudyConfig) -> dict[str, Any]:
+    return {"preset": config.preset, "device": config.device}
+
+
+def _ft_lr(config: PCFGStudyConfig, level: str) -> float:
+    return lr_for_level(level, config.pretrain_lr, config.lr_labelling)
+
+
+def _plan_pretrain(planner: Planner, config: PCFGStudyConfig, seed: int) -> dict[tuple[int, str], Path]:
+    """One pretrained model per operand prior, the control's prior included."""
+    kwargs = {**_common(config), "seed": seed, "lr": config.pretrain_lr}
+    return {
+        (seed, prior): planner.add("pretrain", f"{__name__}:job_pretrain", {**kwargs, "prior": prior})
+        for prior in (*config.priors, config.control_prior)
+    }
+
+
+def _plan_finetune(
+    planner: Planner, config: PCFGStudyConfig, seed: int, pretrain: dict[tuple[int, str], Path]
+) -> dict[tuple[int, FinetuneSetting], Path]:
+    """The fine-tuning grid: prior x LR level x C_Tr."""
+    dirs = {}
+    for setting in config.finetune_grid:
+        prior, level, c_tr = setting
+        base = pretrain[seed, prior]
+        kwargs = {**_common(config), "base": str(base), "seed": seed, "lr": _ft_lr(config, level)}
+        kwargs |= {"lr_level": level, "lr_labelling": config.lr_labelling, "c_tr": c_tr, "q": config.q}
+        dirs[seed, setting] = planner.add("finetune", f"{__name__}:job_finetune", kwargs, [base])
+    return dirs
+
+
+def _plan_reverse(
+    planner: Planner,
+    config: PCFGStudyConfig,
+    seed: int,
+    pretrain: dict[tuple[int, str], Path],
+    finetune: dict[tuple[int, FinetuneSetting], Path],
+) -> dict[tuple[int, str], Path]:
+    """Reverse fine-tuning of the settings in ``reverse_from`` and of the Scr.+FT and Scr. controls."""
+    level = config.reverse_lr_level
+    kwargs = {**_common(config), "seed": seed, "lr": _ft_lr(config, level), "lr_level": level}
+    kwargs["threshold_frac"] = config.threshold_frac
+    starts = {setting_name(s): (finetune[seed, s], pretrain[seed, s[0]], False) for s in config.reverse_from}
+    control, ref = pretrain[seed, config.control_prior], pretrain[seed, config.priors[0]]
+    starts |= {"Scr.+FT": (control, ref, False), "Scr.": (control, ref, True)}
+    dirs = {}
+    for name, (start, reference, scratch) in starts.items():
+        job = {**kwargs, "start": str(start), "reference": str(reference), "from_scratch": scratch}
+        dirs[seed, name] = planner.add("reverse", f"{__name__}:job_reverse", job, [start, reference])
+    return dirs
+
+
+def _plan_analysis(
+    planner: Planner,
+    config: PCFGStudyConfig,
+    seed: int,
+    pretrain: dict[tuple[int, str], Path],
+    finetune: dict[tuple[int, FinetuneSetting], Path],
+) -> Path:
+    """The seed's probes, pruning, diffing, patching and audit over its pretrained and fine-tuned models."""
+    kwargs = analysis_kwargs(config, seed, pretrain, finetune)
+    deps = [pretrain[seed, p] for p in (*config.priors, config.control_prior)]
+    deps += [finetune[seed, s] for s in config.finetune_grid]
+    return planner.add("analysis", "analyses.pcfg.analysis:job_analysis", {**_common(config), **kwargs}, deps)
 
 
 def run_study(config: PCFGStudyConfig, out: Path, options: SweepOptions | None = None) -> dict:

@@ -7,16 +7,14 @@ tokenizer is trained per setting and shared by every model of that setting.
 
 import dataclasses
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from analyses.tinystories.config import CONTROL, PRETRAINED, TinyStoriesStudyConfig, deletion_name
 from interp.config import from_dict, to_dict
 from interp.jsonio import write_json
 from interp.models import n_params
-from interp.sweeps import Job, run_dir
+from interp.sweeps import Job, Planner
 from procedural_tasks.story_checkpoints import TOKENIZER_FILE, load_story_checkpoint
 from procedural_tasks.story_data import StoryDataConfig, build_story_splits, build_story_tokenizer
 from procedural_tasks.story_deletion import DeletionConfig
@@ -132,31 +130,9 @@ class Plan:
     analysis: dict[int, Path]
 
 
-class _Planner:
-    """Adds jobs with content-addressed directories under ``root`` and remembers their keys for dependencies."""
-
-    def __init__(self, config: TinyStoriesStudyConfig, root: Path) -> None:
-        self.config, self.root = config, root
-        self.jobs: list[Job] = []
-        self.keys: dict[Path, str] = {}
-
-    def add(self, stage: str, fn: str, kwargs: dict[str, Any], deps: Sequence[Path] = ()) -> Path:
-        out = run_dir(self.root, stage, kwargs)
-        self.keys[out] = f"{self.config.name}/{stage}/{out.name}"
-        self.jobs.append(
-            Job(
-                key=self.keys[out],
-                fn=f"{__name__}:{fn}",
-                out_dir=out,
-                kwargs=kwargs,
-                deps=tuple(self.keys[d] for d in deps),
-            )
-        )
-        return out
-
-
-def _plan_pretrain(planner: _Planner, seed: int, tokenizer: Path) -> dict[bool, Path]:
-    config = planner.config
+def _plan_pretrain(
+    planner: Planner, config: TinyStoriesStudyConfig, seed: int, tokenizer: Path
+) -> dict[bool, Path]:
     model = dataclasses.replace(config.model, seed=seed)
     dirs = {}
     for with_feature in (True, False):
@@ -168,12 +144,13 @@ def _plan_pretrain(planner: _Planner, seed: int, tokenizer: Path) -> dict[bool, 
             eval_n=config.eval_n,
         )
         kwargs = {"stage": to_dict(stage), "tokenizer_dir": str(tokenizer)}
-        dirs[with_feature] = planner.add("pretrain", "job_pretrain", kwargs, [tokenizer])
+        dirs[with_feature] = planner.add("pretrain", f"{__name__}:job_pretrain", kwargs, [tokenizer])
     return dirs
 
 
-def _plan_deletion(planner: _Planner, seed: int, base: Path) -> dict[str, Path]:
-    config = planner.config
+def _plan_deletion(
+    planner: Planner, config: TinyStoriesStudyConfig, seed: int, base: Path
+) -> dict[str, Path]:
     dirs = {}
     for kind in config.deletion_kinds:
         for level in config.lr_levels:
@@ -184,12 +161,15 @@ def _plan_deletion(planner: _Planner, seed: int, base: Path) -> dict[str, Path]:
                 eval_n=config.eval_n,
             )
             kwargs = {"stage": to_dict(stage), "base": str(base)}
-            dirs[deletion_name(kind, level)] = planner.add("deletion", "job_deletion", kwargs, [base])
+            dirs[deletion_name(kind, level)] = planner.add(
+                "deletion", f"{__name__}:job_deletion", kwargs, [base]
+            )
     return dirs
 
 
-def _plan_recovery(planner: _Planner, seed: int, starts: dict[str, Path]) -> dict[str, Path]:
-    config = planner.config
+def _plan_recovery(
+    planner: Planner, config: TinyStoriesStudyConfig, seed: int, starts: dict[str, Path]
+) -> dict[str, Path]:
     stage = StoryRecoveryConfig(
         train=config.train_config("recovery", seed=seed),
         score_steps=config.score_steps,
@@ -198,13 +178,16 @@ def _plan_recovery(planner: _Planner, seed: int, starts: dict[str, Path]) -> dic
         eval_n=config.eval_n,
     )
     return {
-        name: planner.add("recovery", "job_recovery", {"stage": to_dict(stage), "start": str(start)}, [start])
+        name: planner.add(
+            "recovery", f"{__name__}:job_recovery", {"stage": to_dict(stage), "start": str(start)}, [start]
+        )
         for name, start in starts.items()
     }
 
 
-def _plan_analysis(planner: _Planner, seed: int, models: dict[str, str]) -> Path:
-    config = planner.config
+def _plan_analysis(
+    planner: Planner, config: TinyStoriesStudyConfig, seed: int, models: dict[str, str]
+) -> Path:
     kwargs = {
         "models": models,
         "seed": seed,
@@ -214,22 +197,22 @@ def _plan_analysis(planner: _Planner, seed: int, models: dict[str, str]) -> Path
         "probe_test_frac": config.probe_test_frac,
         "device": config.device,
     }
-    return planner.add("analysis", "job_analysis", kwargs, [Path(p) for p in models.values()])
+    return planner.add("analysis", f"{__name__}:job_analysis", kwargs, [Path(p) for p in models.values()])
 
 
 def plan_study(config: TinyStoriesStudyConfig, root: Path) -> Plan:
     """Every job of one setting with its content-addressed directory under ``root``."""
-    planner = _Planner(config, root)
-    tokenizer = planner.add("tokenizer", "job_tokenizer", {"data": to_dict(config.data)})
+    planner = Planner(root, key_prefix=f"{config.name}/")
+    tokenizer = planner.add("tokenizer", f"{__name__}:job_tokenizer", {"data": to_dict(config.data)})
     pretrain, deletion, recovery, analysis = {}, {}, {}, {}
     for seed in config.seeds:
-        pretrained = _plan_pretrain(planner, seed, tokenizer)
+        pretrained = _plan_pretrain(planner, config, seed, tokenizer)
         pretrain |= {(seed, with_feature): d for with_feature, d in pretrained.items()}
-        deleted = _plan_deletion(planner, seed, pretrained[True])
+        deleted = _plan_deletion(planner, config, seed, pretrained[True])
         deletion |= {(seed, name): d for name, d in deleted.items()}
-        recovered = _plan_recovery(planner, seed, {**deleted, CONTROL: pretrained[False]})
+        recovered = _plan_recovery(planner, config, seed, {**deleted, CONTROL: pretrained[False]})
         recovery |= {(seed, name): d for name, d in recovered.items()}
         models = {PRETRAINED: str(pretrained[True]), **{n: str(d) for n, d in deleted.items()}}
         models[CONTROL] = str(pretrained[False])
-        analysis[seed] = _plan_analysis(planner, seed, models)
+        analysis[seed] = _plan_analysis(planner, config, seed, models)
     return Plan(config, planner.jobs, tokenizer, pretrain, deletion, recovery, analysis)
