@@ -40,9 +40,6 @@ from procedural_tasks.story_instruct import format_instruct
 from procedural_tasks.story_loaders import shared_sample_dir
 from procedural_tasks.story_scoring import feature_prompts, score_model
 from procedural_tasks.story_stages import (
-    StoryDeletionConfig,
-    StoryPretrainConfig,
-    StoryRecoveryConfig,
     run_story_deletion,
     run_story_pretrain,
     run_story_recovery,
@@ -152,12 +149,7 @@ def _stage_lr(args: argparse.Namespace, ckpt_dir: str) -> float:
 
 def _train_args(args: argparse.Namespace) -> dict[str, Any]:
     """The training flags as overrides of the study's recipe (``TinyStoriesStudyConfig.train_config``)."""
-    return {
-        "seed": args.seed,
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "device": args.device,
-    }
+    return {"steps": args.steps, "batch_size": args.batch_size, "device": args.device}
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -183,12 +175,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     study = _study_config(args)
-    config = StoryPretrainConfig(
-        data=study.data,
-        model=dataclasses.replace(study.model, seed=args.seed),
-        train=study.train_config("pretrain", lr=args.lr, **_train_args(args)),
-        with_feature=not args.without_feature,
-        eval_n=study.eval_n,
+    config = study.pretrain_stage(
+        args.seed, with_feature=not args.without_feature, lr=args.lr, **_train_args(args)
     )
     summary = run_story_pretrain(config, args.out)
     print_json({k: summary[k] for k in ("with_feature", "n_train", "loss_curve", "wall_seconds")})
@@ -198,29 +186,18 @@ def cmd_delete(args: argparse.Namespace) -> None:
     if args.lr is None and args.lr_level is None:
         raise ConfigError("give --lr-level M or S (eta_PT/10 or eta_PT/100 of the base's LR) or --lr")
     base = load_story_checkpoint(args.base)
-    study = cpu_study_config(base.data.setting)
-    config = StoryDeletionConfig(
-        deletion=DeletionConfig(kind=args.kind, feature=base.data.feature, seed=args.seed),
-        train=study.train_config("deletion", lr=_stage_lr(args, args.base), **_train_args(args)),
-        lr_level=args.lr_level if args.lr is None else None,
-        eval_n=study.eval_n,
-    )
+    study = cpu_study_config(base.data.setting, feature=base.data.feature)
+    level = args.lr_level if args.lr is None else None
+    lr = _stage_lr(args, args.base)
+    config = study.deletion_stage(args.kind, args.seed, lr_level=level, lr=lr, **_train_args(args))
     summary = run_story_deletion(config, args.base, args.out)
     print_json({k: summary[k] for k in ("dataset", "lr", "n_train", "loss_curve", "wall_seconds")})
 
 
 def cmd_recover(args: argparse.Namespace) -> None:
-    start = load_story_checkpoint(args.start)
-    study = cpu_study_config(start.data.setting)
-    train = study.train_config("recovery", lr=_stage_lr(args, args.start), **_train_args(args))
-    steps = train.steps
-    config = StoryRecoveryConfig(
-        train=train,
-        score_steps=tuple(sorted({0, max(1, steps // 100), max(1, steps // 10), steps})),
-        n_generations=args.n_generations,
-        max_new_tokens=study.max_new_tokens,
-        eval_n=study.eval_n,
-    )
+    study = cpu_study_config(load_story_checkpoint(args.start).data.setting)
+    lr = _stage_lr(args, args.start)
+    config = study.recovery_stage(args.seed, n_generations=args.n_generations, lr=lr, **_train_args(args))
     summary = run_story_recovery(config, args.start, args.out)
     print_json({k: summary[k] for k in ("lr", "n_train", "loss_curve", "scores", "wall_seconds")})
 

@@ -17,6 +17,8 @@ from interp.models import ModelConfig
 from interp.revival import log_spaced_steps
 from interp.training import PRECISIONS, TrainConfig
 from procedural_tasks.story_data import StoryDataConfig
+from procedural_tasks.story_deletion import DeletionConfig
+from procedural_tasks.story_stages import StoryDeletionConfig, StoryPretrainConfig, StoryRecoveryConfig
 
 DELETION_KINDS = ("filter", "filter_random_labels", "filter_mix_match")
 KIND_LABELS = {"filter": "F", "filter_random_labels": "F+RR", "filter_mix_match": "F+MM"}
@@ -125,8 +127,7 @@ class TinyStoriesStudyConfig:
     @property
     def score_steps(self) -> tuple[int, ...]:
         """The Table 1 columns: 0, R/100, R/10, R (the study's 0 / 30 / 300 / 3000)."""
-        r = self.recovery_steps
-        return (0, r // 100, r // 10, r)
+        return score_steps(self.recovery_steps)
 
     def train_config(
         self,
@@ -171,6 +172,48 @@ class TinyStoriesStudyConfig:
             return TrainConfig(**common, warmup_frac=self.warmup_frac, eval_every=max(1, steps // 4))
         evals = tuple(log_spaced_steps(steps, FINETUNE_EVALS[stage]))
         return TrainConfig(**common, schedule="constant", warmup_frac=0.0, eval_steps=evals)
+
+    def pretrain_stage(self, seed: int, *, with_feature: bool = True, **train: Any) -> StoryPretrainConfig:
+        """Pretraining of model ``seed``, with the feature or without it (the never-had-it control);
+        ``train`` overrides the recipe (``train_config``)."""
+        return StoryPretrainConfig(
+            data=self.data,
+            model=dataclasses.replace(self.model, seed=seed),
+            train=self.train_config("pretrain", seed=seed, **train),
+            with_feature=with_feature,
+            eval_n=self.eval_n,
+        )
+
+    def deletion_stage(
+        self, kind: str, seed: int, *, lr_level: str | None, lr: float | None = None, **train: Any
+    ) -> StoryDeletionConfig:
+        """Deletion fine-tuning of kind ``kind`` at ``lr``, by default eta at ``lr_level`` (None: ``lr`` was
+        given as a number); ``train`` overrides the rest of the recipe."""
+        lr = self.lr(lr_level) if lr is None else lr
+        return StoryDeletionConfig(
+            deletion=DeletionConfig(kind=kind, feature=self.feature, seed=seed),
+            train=self.train_config("deletion", seed=seed, lr=lr, **train),
+            lr_level=lr_level,
+            eval_n=self.eval_n,
+        )
+
+    def recovery_stage(
+        self, seed: int, *, n_generations: int | None = None, **train: Any
+    ) -> StoryRecoveryConfig:
+        """Recovery fine-tuning, scored at the Table 1 columns of its length; ``train`` overrides the recipe."""
+        recipe = self.train_config("recovery", seed=seed, **train)
+        return StoryRecoveryConfig(
+            train=recipe,
+            score_steps=score_steps(recipe.steps),
+            n_generations=self.n_generations if n_generations is None else n_generations,
+            max_new_tokens=self.max_new_tokens,
+            eval_n=self.eval_n,
+        )
+
+
+def score_steps(steps: int) -> tuple[int, ...]:
+    """The generation score's steps in a recovery of ``steps`` steps: 0, steps/100, steps/10 and the end."""
+    return tuple(sorted({0, max(1, steps // 100), max(1, steps // 10), steps}))
 
 
 def deletion_name(kind: str, level: str) -> str:

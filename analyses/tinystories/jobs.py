@@ -17,7 +17,6 @@ from interp.models import n_params
 from interp.sweeps import Job, Planner
 from procedural_tasks.story_checkpoints import TOKENIZER_FILE, load_story_checkpoint
 from procedural_tasks.story_data import StoryDataConfig, build_story_splits, build_story_tokenizer
-from procedural_tasks.story_deletion import DeletionConfig
 from procedural_tasks.story_probes import feature_probes, probe_batch, study_probe_config
 from procedural_tasks.story_scoring import generation_seed, score_model
 from procedural_tasks.story_stages import (
@@ -133,16 +132,9 @@ class Plan:
 def _plan_pretrain(
     planner: Planner, config: TinyStoriesStudyConfig, seed: int, tokenizer: Path
 ) -> dict[bool, Path]:
-    model = dataclasses.replace(config.model, seed=seed)
     dirs = {}
     for with_feature in (True, False):
-        stage = StoryPretrainConfig(
-            data=config.data,
-            model=model,
-            train=config.train_config("pretrain", seed=seed),
-            with_feature=with_feature,
-            eval_n=config.eval_n,
-        )
+        stage = config.pretrain_stage(seed, with_feature=with_feature)
         kwargs = {"stage": to_dict(stage), "tokenizer_dir": str(tokenizer)}
         dirs[with_feature] = planner.add("pretrain", f"{__name__}:job_pretrain", kwargs, [tokenizer])
     return dirs
@@ -154,13 +146,7 @@ def _plan_deletion(
     dirs = {}
     for kind in config.deletion_kinds:
         for level in config.lr_levels:
-            stage = StoryDeletionConfig(
-                deletion=DeletionConfig(kind=kind, feature=config.feature, seed=seed),
-                train=config.train_config("deletion", seed=seed, lr=config.lr(level)),
-                lr_level=level,
-                eval_n=config.eval_n,
-            )
-            kwargs = {"stage": to_dict(stage), "base": str(base)}
+            kwargs = {"stage": to_dict(config.deletion_stage(kind, seed, lr_level=level)), "base": str(base)}
             dirs[deletion_name(kind, level)] = planner.add(
                 "deletion", f"{__name__}:job_deletion", kwargs, [base]
             )
@@ -170,16 +156,10 @@ def _plan_deletion(
 def _plan_recovery(
     planner: Planner, config: TinyStoriesStudyConfig, seed: int, starts: dict[str, Path]
 ) -> dict[str, Path]:
-    stage = StoryRecoveryConfig(
-        train=config.train_config("recovery", seed=seed),
-        score_steps=config.score_steps,
-        n_generations=config.n_generations,
-        max_new_tokens=config.max_new_tokens,
-        eval_n=config.eval_n,
-    )
+    stage = to_dict(config.recovery_stage(seed))
     return {
         name: planner.add(
-            "recovery", f"{__name__}:job_recovery", {"stage": to_dict(stage), "start": str(start)}, [start]
+            "recovery", f"{__name__}:job_recovery", {"stage": stage, "start": str(start)}, [start]
         )
         for name, start in starts.items()
     }
