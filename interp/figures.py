@@ -145,49 +145,12 @@ def curves_figure(
     """
     parsed = _parse_series(series, what="curves_figure")
     if log_x:
-        for s in parsed:
-            bad = [v for v in s.x if not isinstance(v, (int, float)) or v <= 0]
-            if bad:
-                raise DataError(
-                    f"curves_figure series '{s.name}' has x = {bad[0]!r} on a log axis; drop x <= 0 (e.g. step 0)"
-                )
+        _check_log_x(parsed)
+    summaries = [(s, *_band(s.ys, band)) for s in parsed]
     fig = go.Figure()
-    data = []
-    for s in parsed:
-        mean = s.mean
-        low, high = _band(s.ys, band)
-        n = s.ys.shape[0]
-        fig.add_trace(
-            go.Scatter(
-                x=s.x + s.x[::-1],
-                y=high.tolist() + low[::-1].tolist(),
-                mode="lines",
-                fill="toself",
-                fillcolor=_rgba(s.color, 0.18),
-                line={"width": 0},
-                hoverinfo="skip",
-                showlegend=False,
-                legendgroup=s.name,
-                name=f"{s.name}: {BAND_LABELS[band]} (n={n})",
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=s.x,
-                y=mean.tolist(),
-                mode="lines+markers" if len(s.x) <= 30 else "lines",
-                line={"color": s.color, "dash": s.dash, "width": 2},
-                marker={"size": 5},
-                name=s.name,
-                legendgroup=s.name,
-                customdata=np.stack([low, high], axis=1).tolist(),
-                hovertemplate=(
-                    f"<b>{s.name}</b><br>x=%{{x}}<br>mean %{{y:.4g}} over {n} seeds"
-                    f"<br>{BAND_LABELS[band]}: %{{customdata[0]:.4g}} – %{{customdata[1]:.4g}}<extra></extra>"
-                ),
-            )
-        )
-        data.append(_series_data(s, mean, low, high))
+    for s, low, high in summaries:
+        fig.add_trace(_band_trace(s, low, high, band))
+        fig.add_trace(_mean_trace(s, low, high, band))
     for label, value in (reference_lines or {}).items():
         fig.add_hline(
             y=value,
@@ -195,13 +158,83 @@ def curves_figure(
             annotation_text=label,
             annotation_position="bottom right",
         )
-    _layout(fig, title=title, x_title=x_title, y_title=y_title, height=height)
-    fig.update_layout(legend_title_text=f"line: mean · band: {BAND_LABELS[band]}")
-    if log_x:
-        fig.update_xaxes(type="log", dtick="D2")  # label 1, 2 and 5 per decade, not every digit
+    legend = {"legend_title_text": f"line: mean · band: {BAND_LABELS[band]}"}
+    x_axis = {"type": "log", "dtick": "D2"} if log_x else {}  # label 1, 2 and 5 per decade, not every digit
+    texts = {"title": title, "x_title": x_title, "y_title": y_title}
+    return _finish(
+        fig, "curves", band, summaries, texts, legend, x_axis=x_axis, y_range=y_range, height=height
+    )
+
+
+def _check_log_x(parsed: list[_Series]) -> None:
+    for s in parsed:
+        bad = [v for v in s.x if not isinstance(v, (int, float)) or v <= 0]
+        if bad:
+            raise DataError(
+                f"curves_figure series '{s.name}' has x = {bad[0]!r} on a log axis; drop x <= 0 (e.g. step 0)"
+            )
+
+
+def _band_trace(s: _Series, low: np.ndarray, high: np.ndarray, band: Band) -> go.Scatter:
+    """The band of a series as a closed polygon, without a legend entry."""
+    return go.Scatter(
+        x=s.x + s.x[::-1],
+        y=high.tolist() + low[::-1].tolist(),
+        mode="lines",
+        fill="toself",
+        fillcolor=_rgba(s.color, 0.18),
+        line={"width": 0},
+        hoverinfo="skip",
+        showlegend=False,
+        legendgroup=s.name,
+        name=f"{s.name}: {BAND_LABELS[band]} (n={s.ys.shape[0]})",
+    )
+
+
+def _mean_trace(s: _Series, low: np.ndarray, high: np.ndarray, band: Band) -> go.Scatter:
+    """The mean of a series as a line (with markers when there are few points)."""
+    return go.Scatter(
+        x=s.x,
+        y=s.mean.tolist(),
+        mode="lines+markers" if len(s.x) <= 30 else "lines",
+        line={"color": s.color, "dash": s.dash, "width": 2},
+        marker={"size": 5},
+        name=s.name,
+        legendgroup=s.name,
+        customdata=np.stack([low, high], axis=1).tolist(),
+        hovertemplate=_hover(s, band, "x=%{x}"),
+    )
+
+
+def _hover(s: _Series, band: Band, x: str) -> str:
+    """The hover text of a series' mean: the point, the mean over how many seeds, and the band."""
+    return (
+        f"<b>{s.name}</b><br>{x}<br>mean %{{y:.4g}} over {s.ys.shape[0]} seeds"
+        f"<br>{BAND_LABELS[band]}: %{{customdata[0]:.4g}} – %{{customdata[1]:.4g}}<extra></extra>"
+    )
+
+
+def _finish(
+    fig: go.Figure,
+    kind: str,
+    band: Band,
+    summaries: list[tuple[_Series, np.ndarray, np.ndarray]],
+    texts: Mapping[str, str],
+    layout: Mapping[str, Any],
+    *,
+    x_axis: Mapping[str, Any],
+    y_range: tuple[float, float] | None,
+    height: int,
+) -> go.Figure:
+    """Titles, ``layout``, the axes, and the plotted data in ``layout.meta`` for a report's data block."""
+    _layout(fig, **texts, height=height)
+    fig.update_layout(**layout)
+    if x_axis:
+        fig.update_xaxes(**x_axis)
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
-    fig.layout.meta = {"ftmech": {"kind": "curves", "band": band, "series": data}}
+    data = [_series_data(s, s.mean, low, high) for s, low, high in summaries]
+    fig.layout.meta = {"ftmech": {"kind": kind, "band": band, "series": data}}
     return fig
 
 
@@ -216,39 +249,25 @@ def bar_figure(
     height: int = 420,
 ) -> go.Figure:
     """Grouped bars of the mean over seeds with error bars; each series is ``{name, x: categories, ys}``."""
-    parsed = _parse_series(series, what="bar_figure")
+    summaries = [(s, *_band(s.ys, band)) for s in _parse_series(series, what="bar_figure")]
     fig = go.Figure()
-    data = []
-    for s in parsed:
+    for s, low, high in summaries:
         mean = s.mean
-        low, high = _band(s.ys, band)
-        n = s.ys.shape[0]
+        error = {"type": "data", "symmetric": False, "array": (high - mean).tolist()}
         fig.add_trace(
             go.Bar(
                 x=[str(v) for v in s.x],
                 y=mean.tolist(),
                 name=s.name,
                 marker={"color": s.color},
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": (high - mean).tolist(),
-                    "arrayminus": (mean - low).tolist(),
-                },
+                error_y=error | {"arrayminus": (mean - low).tolist()},
                 customdata=np.stack([low, high], axis=1).tolist(),
-                hovertemplate=(
-                    f"<b>{s.name}</b><br>%{{x}}<br>mean %{{y:.4g}} over {n} seeds"
-                    f"<br>{BAND_LABELS[band]}: %{{customdata[0]:.4g}} – %{{customdata[1]:.4g}}<extra></extra>"
-                ),
+                hovertemplate=_hover(s, band, "%{x}"),
             )
         )
-        data.append(_series_data(s, mean, low, high))
-    _layout(fig, title=title, x_title=x_title, y_title=y_title, height=height)
-    fig.update_layout(barmode="group", legend_title_text=f"bars: mean · whiskers: {BAND_LABELS[band]}")
-    if y_range is not None:
-        fig.update_yaxes(range=list(y_range))
-    fig.layout.meta = {"ftmech": {"kind": "bar", "band": band, "series": data}}
-    return fig
+    layout = {"barmode": "group", "legend_title_text": f"bars: mean · whiskers: {BAND_LABELS[band]}"}
+    texts = {"title": title, "x_title": x_title, "y_title": y_title}
+    return _finish(fig, "bar", band, summaries, texts, layout, x_axis={}, y_range=y_range, height=height)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -296,6 +315,14 @@ def _label_axes(fig: go.Figure, x_labels: Sequence[Any], y_labels: Sequence[Any]
     )
 
 
+def _heatmap_meta(
+    kind: str, x_labels: Sequence[Any], y_labels: Sequence[Any], **values: Any
+) -> dict[str, Any]:
+    """What a report's data block keeps of a heatmap: its kind, labels and values."""
+    labels = {"x_labels": [str(v) for v in x_labels], "y_labels": [str(v) for v in y_labels]}
+    return {"ftmech": {"kind": kind, **labels, **values}}
+
+
 def heatmap_figure(
     matrix: Any,
     *,
@@ -314,14 +341,7 @@ def heatmap_figure(
     fig = go.Figure(_heatmap_trace(values, x_labels, y_labels, zmin=zmin, zmax=zmax, colorscale=colorscale))
     _layout(fig, title=title, x_title=x_title, y_title=y_title, height=height)
     _label_axes(fig, x_labels, y_labels)
-    fig.layout.meta = {
-        "ftmech": {
-            "kind": "heatmap",
-            "x_labels": [str(v) for v in x_labels],
-            "y_labels": [str(v) for v in y_labels],
-            "matrix": values.tolist(),
-        }
-    }
+    fig.layout.meta = _heatmap_meta("heatmap", x_labels, y_labels, matrix=values.tolist())
     return fig
 
 
@@ -364,12 +384,6 @@ def heatmap_grid_figure(
         margin={"l": 60, "r": 30, "t": 90, "b": 40},
     )
     _label_axes(fig, x_labels, y_labels)
-    fig.layout.meta = {
-        "ftmech": {
-            "kind": "heatmap_grid",
-            "x_labels": [str(v) for v in x_labels],
-            "y_labels": [str(v) for v in y_labels],
-            "panels": {name: m.tolist() for name, m in matrices.items()},
-        }
-    }
+    panels = {name: m.tolist() for name, m in matrices.items()}
+    fig.layout.meta = _heatmap_meta("heatmap_grid", x_labels, y_labels, panels=panels)
     return fig
