@@ -21,7 +21,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -435,33 +435,16 @@ class ProbeComparison:
 
 
 def compare_probes(
-    models: Mapping[str, torch.nn.Module],
-    data: Data,
-    *,
-    hook_names: Iterable[str],
-    label: str,
-    position: Position = "answer",
-    config: ProbeConfig | None = None,
-    control: bool = True,
-    control_key: str | None = None,
+    models: Mapping[str, torch.nn.Module], data: Data, *, hook_names: Iterable[str], **options: Any
 ) -> ProbeComparison:
-    """Probe each named model on the same data, split and config (floors and ceilings side by side)."""
+    """Probe each named model on the same data, split and config (floors and ceilings side by side).
+
+    ``options`` are ``probe_layers``'s: ``label`` and, optionally, position, config, control and control_key.
+    """
     if not models:
         raise DataError("compare_probes needs at least one model")
     names = list(hook_names)
     data = list(data) if not hasattr(data, "tokens") and not hasattr(data, "batch") else data
     return ProbeComparison(
-        {
-            key: probe_layers(
-                model,
-                data,
-                hook_names=names,
-                label=label,
-                position=position,
-                config=config,
-                control=control,
-                control_key=control_key,
-            )
-            for key, model in models.items()
-        }
+        {key: probe_layers(model, data, hook_names=names, **options) for key, model in models.items()}
     )
