@@ -27,7 +27,7 @@ from interp.training import TrainConfig, TrainResult, train
 from procedural_tasks.tracr_batches import eval_name, tracr_eval_sets, training_batch_fn
 from procedural_tasks.tracr_models import save_tracr_checkpoint
 from procedural_tasks.tracr_preparation import STUDY_NOISE_STD, prepared_model
-from procedural_tasks.tracr_programs import program_config
+from procedural_tasks.tracr_programs import ProgramConfig, program_config
 
 BATCH_SIZE = 96  # App. C.1
 SUMMARY = "summary.json"
@@ -148,6 +148,24 @@ def _train_or_diverge(
     )
 
 
+def _train_on(
+    model: torch.nn.Module,
+    program: ProgramConfig,
+    config: "TracrFinetuneConfig | TracrReverseFTConfig",
+    out: Path,
+    progress: bool,
+    **batches: Any,
+) -> TracrRunResult:
+    """Train ``model`` with ``config.train`` on ``training_batch_fn(program, **batches)``, evaluated on the
+    study's evaluation sets of ``program``."""
+    seed = config.train.seed
+    eval_sets = tracr_eval_sets(program, config.eval_n, seed=seed, n_letters=config.n_letters, q=config.q)
+    batch_fn = training_batch_fn(
+        program, batch_size=config.train.batch_size, seed=seed, n_letters=config.n_letters, **batches
+    )
+    return _train_or_diverge(model, batch_fn, config.train, eval_sets, out, progress)
+
+
 def run_finetune(
     config: TracrFinetuneConfig, out_dir: str | Path, *, progress: bool = False
 ) -> TracrRunResult:
@@ -158,18 +176,7 @@ def run_finetune(
     model, info = prepared_model(
         config.program, noise_std=config.noise_std, seed=seed, balance=config.balance_mlps
     )
-    program = info.config
-    eval_sets = tracr_eval_sets(program, config.eval_n, seed=seed, n_letters=config.n_letters, q=config.q)
-    batch_fn = training_batch_fn(
-        program,
-        target="ft",
-        batch_size=config.train.batch_size,
-        seed=seed,
-        c_tr=config.c_tr,
-        n_letters=config.n_letters,
-        q=config.q,
-    )
-    result = _train_or_diverge(model, batch_fn, config.train, eval_sets, out, progress)
+    result = _train_on(model, info.config, config, out, progress, target="ft", c_tr=config.c_tr, q=config.q)
     meta = {"stage": "finetune", "stage_config": to_dict(config), "status": result.status}
     if result.status == "ok":
         save_tracr_checkpoint(out, model, info, meta)
@@ -207,18 +214,8 @@ def run_reverse_ft(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     program = program_config(config.program)
-    seed = config.train.seed
     model = copy.deepcopy(model)
-    eval_sets = tracr_eval_sets(program, config.eval_n, seed=seed, n_letters=config.n_letters, q=config.q)
-    batch_fn = training_batch_fn(
-        program,
-        target="pt",
-        batch_size=config.train.batch_size,
-        seed=seed,
-        c_tr=0.0,
-        n_letters=config.n_letters,
-    )
-    result = _train_or_diverge(model, batch_fn, config.train, eval_sets, out, progress)
+    result = _train_on(model, program, config, out, progress, target="pt", c_tr=0.0)
     curve = None
     if result.status == "ok":
         steps = [r["step"] for r in result.history]
