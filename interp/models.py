@@ -9,7 +9,7 @@ import copy
 import dataclasses
 import sys
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import transformer_lens.model_bridge.sources.native  # noqa: F401  (attaches TransformerBridge.boot_native)
@@ -71,6 +71,14 @@ class ModelConfig:
         return dataclasses.replace(self, d_vocab=d_vocab, n_ctx=n_ctx)
 
 
+# RMSNorm, rotary positions and a SwiGLU MLP: the LLaMA-style story models.
+LLAMA_STYLE: dict[str, Any] = {
+    "act_fn": "silu",
+    "normalization": "RMS",
+    "positional": "rotary",
+    "gated_mlp": True,
+}
+
 PRESETS: dict[str, ModelConfig] = {
     # The smallest config found to learn the PCFG counting tasks on a 2-core CPU in minutes.
     "cpu": ModelConfig(n_layers=3, d_model=64, n_heads=4, d_mlp=256),
@@ -78,28 +86,9 @@ PRESETS: dict[str, ModelConfig] = {
     "paper": ModelConfig(n_layers=6, d_model=192, n_heads=6, d_mlp=768),
     # For tests and smoke runs: builds and trains in milliseconds.
     "tiny": ModelConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32),
-    # LLaMA-style story models: RMSNorm, rotary positions, SwiGLU.
-    "llama_cpu": ModelConfig(
-        n_layers=4,
-        d_model=128,
-        n_heads=4,
-        d_mlp=344,
-        act_fn="silu",
-        normalization="RMS",
-        positional="rotary",
-        gated_mlp=True,
-    ),
+    "llama_cpu": ModelConfig(n_layers=4, d_model=128, n_heads=4, d_mlp=344, **LLAMA_STYLE),
     # The study's TinyStories model (91M): dim 768, 12 layers, 12 heads, SwiGLU hidden 2048.
-    "llama_91m": ModelConfig(
-        n_layers=12,
-        d_model=768,
-        n_heads=12,
-        d_mlp=2048,
-        act_fn="silu",
-        normalization="RMS",
-        positional="rotary",
-        gated_mlp=True,
-    ),
+    "llama_91m": ModelConfig(n_layers=12, d_model=768, n_heads=12, d_mlp=2048, **LLAMA_STYLE),
 }
 
 
