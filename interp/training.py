@@ -214,6 +214,71 @@ def load_resume_state(
     return int(state["step"]), state["history"]
 
 
+@dataclass(frozen=True)
+class _Recorder:
+    """Evaluates the model at a step; the row goes to ``history``, ``out/metrics.jsonl`` and ``on_eval``."""
+
+    model: torch.nn.Module
+    eval_sets: Sequence[EvalSet]
+    config: TrainConfig
+    history: list[dict[str, Any]]
+    out: Path | None
+    on_eval: Callable[[Mapping[str, Any]], None] | None
+
+    def __call__(self, step: int, train_loss: float | None) -> None:
+        config = self.config
+        row: dict[str, Any] = {"step": step, "lr": lr_at(max(0, step - 1), config), "train_loss": train_loss}
+        row["eval"] = {
+            s.name: evaluate(self.model, s, batch_size=config.eval_batch_size).to_json()
+            for s in self.eval_sets
+        }
+        row["time"] = time.time()
+        self.history.append(row)
+        if self.out is not None:
+            with open(self.out / METRICS, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+        if self.on_eval is not None:
+            self.on_eval(row)
+
+
+def _starting_point(
+    out: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig
+) -> tuple[int, list[dict[str, Any]]]:
+    """The step and history a resumed run continues from (model and optimizer restored from ``out``)."""
+    if out is None or not (out / RESUME_DIR / "state.json").is_file():
+        raise CheckpointError(f"--resume given but there is no resumable state in {out}/{RESUME_DIR}")
+    return load_resume_state(out, model, optimizer, config)
+
+
+def _optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    config: TrainConfig,
+    step: int,
+    out: Path | None,
+    history: list[dict[str, Any]],
+) -> float:
+    """One optimizer step on ``batch``; its loss. A non-finite loss is a TrainingError, raised after the last
+    finite weights were saved as a resumable state in ``out``."""
+    device = batch.tokens.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        loss = batch_loss(model, batch, config.loss)
+    if not torch.isfinite(loss.detach()):
+        if out is not None:
+            save_resume_state(out, model, optimizer, step, config, history)
+        where = f"; the last finite weights are in {out / RESUME_DIR}" if out is not None else ""
+        raise TrainingError(
+            f"loss became {float(loss.detach())} at step {step}{where}; lower --lr or enable grad_clip"
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
 def train(
     model: torch.nn.Module,
     batch_fn: Callable[[int], Batch],
@@ -235,28 +300,11 @@ def train(
     device = next(model.parameters()).device
     out = Path(out_dir) if out_dir is not None else None
     optimizer = make_optimizer(model, config)
-    start, history, resumed_from = 0, [], None
-    if resume:
-        if out is None or not (out / RESUME_DIR / "state.json").is_file():
-            raise CheckpointError(f"--resume given but there is no resumable state in {out}/{RESUME_DIR}")
-        start, history = load_resume_state(out, model, optimizer, config)
-        resumed_from = start
+    start, history = _starting_point(out, model, optimizer, config) if resume else (0, [])
+    resumed_from = start if resume else None
     if out is not None:
         atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
-
-    def record(step: int, train_loss: float | None) -> None:
-        row: dict[str, Any] = {"step": step, "lr": lr_at(max(0, step - 1), config), "train_loss": train_loss}
-        row["eval"] = {
-            s.name: evaluate(model, s, batch_size=config.eval_batch_size).to_json() for s in eval_sets
-        }
-        row["time"] = time.time()
-        history.append(row)
-        if out is not None:
-            with open(out / METRICS, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
-        if on_eval is not None:
-            on_eval(row)
-
+    record = _Recorder(model, eval_sets, config, history, out, on_eval)
     t0 = time.time()
     model.train()
     if start == 0 and not history:
@@ -268,22 +316,7 @@ def train(
             group["lr"] = lr_at(step, config)
         batch = batch_fn(step)
         batch.check_vocab(model.cfg.d_vocab)
-        batch = batch.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-            loss = batch_loss(model, batch, config.loss)
-        if not torch.isfinite(loss.detach()):
-            if out is not None:
-                save_resume_state(out, model, optimizer, step, config, history)
-            where = f"; the last finite weights are in {out / RESUME_DIR}" if out is not None else ""
-            raise TrainingError(
-                f"loss became {float(loss.detach())} at step {step}{where}; lower --lr or enable grad_clip"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        losses.append(float(loss.detach()))
+        losses.append(_optimizer_step(model, optimizer, batch.to(device), config, step, out, history))
         done = step + 1
         bar.update(1)
         if config.is_eval_step(done):
