@@ -150,6 +150,57 @@ def select_positions(act: Tensor, batch: Batch, position: Position, dim: int = 1
     return moved[torch.arange(act.shape[0], device=act.device), pos]
 
 
+class _Collector:
+    """Gathers each hook's activations at ``position`` on the CPU, with the labels and answers: into one
+    tensor per hook when the number of examples (``total``) is known, else chunk by chunk."""
+
+    def __init__(self, position: Position, dims: dict[str, int], total: int | None) -> None:
+        self.position, self.dims, self.total = position, dims, total
+        self.kept: dict[str, list[Tensor]] = {name: [] for name in dims}
+        self.out: dict[str, Tensor] = {}
+        self.labels: dict[str, list[Tensor]] = {}
+        self.answers: list[Tensor] = []
+        self.cursor = 0
+        self.chunk: Batch | None = None
+
+    def hook(self, name: str) -> Callable:
+        """The forward hook that stores ``name``'s activations of the current chunk."""
+
+        def hook(act: Tensor, hook) -> None:  # noqa: ARG001
+            chunk = self.chunk
+            value = (
+                select_positions(act, chunk, self.position, self.dims[name]).detach().to("cpu", torch.float32)
+            )
+            if self.total is None:
+                self.kept[name].append(value.clone())
+                return
+            if name not in self.out:
+                self.out[name] = torch.empty((self.total, *value.shape[1:]), dtype=torch.float32)
+            self.out[name][self.cursor : self.cursor + len(chunk)] = value
+
+        return hook
+
+    def run(self, model: torch.nn.Module, chunk: Batch, device: torch.device, stop: int | None) -> None:
+        """Run ``model`` on ``chunk`` (up to layer ``stop``), keeping its activations, labels and answers."""
+        self.chunk = chunk.to(device)
+        model(self.chunk.tokens, stop_at_layer=stop)
+        self.cursor += len(chunk)
+        for key, value in chunk.labels.items():
+            self.labels.setdefault(key, []).append(value.cpu())
+        self.answers.append(chunk.answers.cpu())
+
+    def result(self, names: list[str]) -> ActivationResult:
+        if self.cursor == 0:
+            raise DataError("collect_activations got no examples")
+        out = self.out if self.total is not None else {name: torch.cat(v) for name, v in self.kept.items()}
+        return ActivationResult(
+            activations={name: out[name] for name in names},
+            position=self.position,
+            labels={k: torch.cat(v) for k, v in self.labels.items()},
+            answers=torch.cat(self.answers),
+        )
+
+
 @torch.no_grad()
 def collect_activations(
     model: torch.nn.Module,
@@ -172,51 +223,15 @@ def collect_activations(
     total = sum(len(b) for b in batches) if isinstance(batches, list) else None
     device = model_device(model)
     stop = stop_layer(model, names)
-    dims = {name: query_dim(model, name) for name in names}
-
-    kept: dict[str, list[Tensor]] = {name: [] for name in names}
-    out: dict[str, Tensor] = {}
-    labels: dict[str, list[Tensor]] = {}
-    answers: list[Tensor] = []
-    cursor = 0
-    current: dict[str, Batch] = {}
-
-    def make_hook(name: str) -> Callable:
-        def hook(act: Tensor, hook) -> None:  # noqa: ARG001
-            chunk = current["batch"]
-            value = select_positions(act, chunk, position, dims[name]).detach().to("cpu", torch.float32)
-            if total is None:
-                kept[name].append(value.clone())
-                return
-            if name not in out:
-                out[name] = torch.empty((total, *value.shape[1:]), dtype=torch.float32)
-            out[name][cursor : cursor + len(chunk)] = value
-
-        return hook
-
-    fwd_hooks = [(name, make_hook(name)) for name in names]
+    collector = _Collector(position, {name: query_dim(model, name) for name in names}, total)
     was_training = model.training
     model.eval()
     try:
-        with model.hooks(fwd_hooks=fwd_hooks):
+        with model.hooks(fwd_hooks=[(name, collector.hook(name)) for name in names]):
             for batch in batches:
                 batch.check_vocab(model.cfg.d_vocab)
                 for chunk in batch.chunks(batch_size):
-                    current["batch"] = chunk.to(device)
-                    model(current["batch"].tokens, stop_at_layer=stop)
-                    cursor += len(chunk)
-                    for key, value in chunk.labels.items():
-                        labels.setdefault(key, []).append(value.cpu())
-                    answers.append(chunk.answers.cpu())
+                    collector.run(model, chunk, device, stop)
     finally:
         model.train(was_training)
-    if cursor == 0:
-        raise DataError("collect_activations got no examples")
-    if total is None:
-        out = {name: torch.cat(values) for name, values in kept.items()}
-    return ActivationResult(
-        activations={name: out[name] for name in names},
-        position=position,
-        labels={k: torch.cat(v) for k, v in labels.items()},
-        answers=torch.cat(answers),
-    )
+    return collector.result(names)
