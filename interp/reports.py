@@ -170,30 +170,43 @@ def write_report(
     path = Path(path)
     toc, bodies, blocks = [], [], []
     for i, section in enumerate(sections, start=1):
-        section_id = f"section-{i}"
-        toc.append(f'<li><a href="#{section_id}">{html.escape(section.title)}</a></li>')
-        if isinstance(section.content, Table):
-            inner = f'<div class="table-wrap" id="table-{i}">\n{section.content.to_html()}\n</div>'
-            kind, default_data = "table", section.content.to_json()
-        else:
-            inner, default_data = _figure_html(section.content, f"figure-{i}")
-            kind = "figure"
-        bodies.append(
-            f'<section id="{section_id}">\n<h2>{i}. {html.escape(section.title)}</h2>\n<figure>\n{inner}\n'
-            f"<figcaption>{html.escape(section.caption)}</figcaption>\n</figure>\n</section>"
-        )
-        blocks.append(
-            {
-                "id": section_id,
-                "title": section.title,
-                "caption": section.caption,
-                "kind": kind,
-                "data": _plain(section.data if section.data is not None else default_data),
-            }
-        )
+        toc_item, body, block = _section(i, section)
+        toc.append(toc_item)
+        bodies.append(body)
+        blocks.append(block)
     payload = {"title": title, "ftmech_version": FTMECH_VERSION, "sections": blocks, "data": _plain(data)}
     data_json = json.dumps(payload, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
-    document = "\n".join(
+    atomic_write_text(path, _document(title, intro_html, toc, bodies, data_json))
+    return path
+
+
+def _section(i: int, section: Section) -> tuple[str, str, dict[str, Any]]:
+    """The ``i``-th section's table-of-contents entry, its HTML, and its entry in the data block."""
+    section_id = f"section-{i}"
+    toc_item = f'<li><a href="#{section_id}">{html.escape(section.title)}</a></li>'
+    if isinstance(section.content, Table):
+        inner = f'<div class="table-wrap" id="table-{i}">\n{section.content.to_html()}\n</div>'
+        kind, default_data = "table", section.content.to_json()
+    else:
+        inner, default_data = _figure_html(section.content, f"figure-{i}")
+        kind = "figure"
+    body = (
+        f'<section id="{section_id}">\n<h2>{i}. {html.escape(section.title)}</h2>\n<figure>\n{inner}\n'
+        f"<figcaption>{html.escape(section.caption)}</figcaption>\n</figure>\n</section>"
+    )
+    block = {
+        "id": section_id,
+        "title": section.title,
+        "caption": section.caption,
+        "kind": kind,
+        "data": _plain(section.data if section.data is not None else default_data),
+    }
+    return toc_item, body, block
+
+
+def _document(title: str, intro_html: str, toc: list[str], bodies: list[str], data_json: str) -> str:
+    """The whole page: head (CSP, styles, plotly.js), header, contents, sections, footer and data block."""
+    return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en">',
@@ -216,8 +229,6 @@ def write_report(
             "</body>\n</html>\n",
         ]
     )
-    atomic_write_text(path, document)
-    return path
 
 
 def _figure_html(fig: go.Figure, div_id: str) -> tuple[str, Any]:
