@@ -7,6 +7,7 @@ lets any later stage rebuild the task and its vocabulary.
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,12 +242,33 @@ def load_pcfg_model(
     return model, info, task_from_checkpoint(info, str(ckpt_dir))
 
 
-def _finish(
-    out: Path, model: torch.nn.Module, model_config: ModelConfig, meta: dict, result: TrainResult
-) -> None:
+def _batches(task: PCFGTask, spec: SampleSpec, config: TrainConfig) -> Callable[[int], Batch]:
+    """Batches of ``spec`` from ``task``, each drawn from the recipe's seed and the step."""
+    seed, bs = config.seed, config.batch_size
+    return lambda step: task.batch(spec, bs, seed, step)
+
+
+def _train_and_save(
+    model: torch.nn.Module,
+    batch_fn: Callable[[int], Batch],
+    config: TrainConfig,
+    eval_sets: list[EvalSet],
+    out: Path,
+    saved: tuple[ModelConfig, dict[str, Any]],
+    *,
+    resume: bool,
+    progress: bool,
+) -> TrainResult:
+    """Train ``model``, then save it to ``out`` with its model config and metadata (``saved``), the run's
+    time and final evaluation added, and drop the resumable state."""
+    result = train(
+        model, batch_fn, config, eval_sets=eval_sets, out_dir=out, resume=resume, progress=progress
+    )
+    model_config, meta = saved
     meta = {**meta, "wall_seconds": result.wall_seconds, "final_eval": result.history[-1]["eval"]}
     save_checkpoint(out, model, model_config, meta)
     shutil.rmtree(out / RESUME_DIR, ignore_errors=True)
+    return result
 
 
 def run_pretrain(
@@ -260,19 +282,11 @@ def run_pretrain(
     eval_sets = counting_eval_sets(
         task, config.eval_n, seed=config.train.seed, jailbreak=config.task.jailbreak_frac > 0
     )
-    spec = pretrain_spec()
-    seed, bs = config.train.seed, config.train.batch_size
-    result = train(
-        model,
-        lambda step: task.batch(spec, bs, seed, step),
-        config.train,
-        eval_sets=eval_sets,
-        out_dir=out,
-        resume=resume,
-        progress=progress,
+    batch_fn = _batches(task, pretrain_spec(), config.train)
+    saved = (model_config, task_metadata(config.task, task, "pretrain", config))
+    return _train_and_save(
+        model, batch_fn, config.train, eval_sets, out, saved, resume=resume, progress=progress
     )
-    _finish(out, model, model_config, task_metadata(config.task, task, "pretrain", config), result)
-    return result
 
 
 def finetune_batch_fn(task: PCFGTask, config: FinetuneConfig):
@@ -309,21 +323,12 @@ def run_finetune(
         seed=config.train.seed,
         jailbreak=task.config.jailbreak_frac > 0,
     )
-    result = train(
-        model,
-        finetune_batch_fn(task, config),
-        config.train,
-        eval_sets=eval_sets,
-        out_dir=out_dir,
-        resume=resume,
-        progress=progress,
+    meta = task_metadata(task.config, task, "finetune", config)
+    meta |= {"base": str(base_dir), "base_stage": info.metadata.get("stage")}
+    batch_fn, out, saved = finetune_batch_fn(task, config), Path(out_dir), (info.model_config, meta)
+    return _train_and_save(
+        model, batch_fn, config.train, eval_sets, out, saved, resume=resume, progress=progress
     )
-    meta = task_metadata(task.config, task, "finetune", config) | {
-        "base": str(base_dir),
-        "base_stage": info.metadata.get("stage"),
-    }
-    _finish(Path(out_dir), model, info.model_config, meta, result)
-    return result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -368,29 +373,22 @@ def run_reverse_ft(
     if config.from_scratch:
         model_config = dataclasses.replace(model_config, seed=config.train.seed)
         model = build_model(model_config, device=config.train.device)
-    spec = SampleSpec(family="count", operand=config.operand_pt)
-    seed, bs = config.train.seed, config.train.batch_size
     target = eval_name(config.operand_pt, 0)
     eval_sets = [
         s
-        for s in counting_eval_sets(task, config.eval_n, operand_pt=config.operand_pt, seed=seed)
+        for s in counting_eval_sets(task, config.eval_n, operand_pt=config.operand_pt, seed=config.train.seed)
         if s.name in (target, eval_name("b" if config.operand_pt != "b" else "c", 1))
     ]
-    result = train(
-        model,
-        lambda step: task.batch(spec, bs, seed, step),
-        config.train,
-        eval_sets=eval_sets,
-        out_dir=out_dir,
-        resume=resume,
-        progress=progress,
+    batch_fn = _batches(task, SampleSpec(family="count", operand=config.operand_pt), config.train)
+    meta = task_metadata(task.config, task, "reverse_ft", config) | {"start": str(start_dir)}
+    out, saved = Path(out_dir), (model_config, meta)
+    result = _train_and_save(
+        model, batch_fn, config.train, eval_sets, out, saved, resume=resume, progress=progress
     )
     steps, values = result.curve(target)
     curve = revival_curve(
         name, steps, values, threshold=config.threshold_frac * reference_accuracy, horizon=config.train.steps
     )
-    meta = task_metadata(task.config, task, "reverse_ft", config) | {"start": str(start_dir)}
-    _finish(Path(out_dir), model, model_config, meta, result)
     write_json(
         Path(out_dir) / "revival.json", {"curve": curve.to_json(), "reference_accuracy": reference_accuracy}
     )
