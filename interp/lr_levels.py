@@ -1,9 +1,12 @@
 """Learning-rate levels (eta_L, eta_M, eta_S, eta_VS) relative to a reference LR, under named labellings.
 
 The study names fine-tuning LRs relative to the pretraining LR eta_PT, in two ways (protocol §3.4): its main
-text sets eta_M = eta_PT/10 and eta_S = eta_PT/100; its appendix tables sit one decade lower. A level under
-a labelling is ``reference_lr / divisor``. Compiled (Tracr) models were never pretrained; their study LRs
-1e-1 .. 1e-4 are the appendix labelling against ``COMPILED_REFERENCE_LR``.
+text defines only eta_M = eta_PT/10 and eta_S = eta_PT/100; its appendix tables and figures use eta_L =
+eta_PT/10, eta_M = eta_PT/100 and eta_S = eta_PT/1000 (so the main text's eta_M is the appendix's eta_L). A
+level under a labelling is ``reference_lr / divisor``. ``PT``, fine-tuning at eta_PT itself, is none of the
+study's settings: it is ours, valid under every labelling and named as ours wherever it is reported.
+Compiled (Tracr) models were never pretrained; their study LRs 1e-1 .. 1e-4 are the appendix labelling's
+L .. VS against ``COMPILED_REFERENCE_LR``.
 """
 
 from pathlib import Path
@@ -11,21 +14,26 @@ from pathlib import Path
 from interp.checkpoints import read_checkpoint_info
 from interp.errors import ConfigError
 
-LEVELS = ("L", "M", "S", "VS")
+OURS = "PT"  # fine-tuning at the pretraining LR: our arm, not the study's
+LEVELS = (OURS, "L", "M", "S", "VS")
 LABELLINGS: dict[str, dict[str, float]] = {
-    "main_text": {"L": 1.0, "M": 10.0, "S": 100.0, "VS": 1000.0},
-    "appendix": {"L": 10.0, "M": 100.0, "S": 1000.0, "VS": 10000.0},
+    "main_text": {OURS: 1.0, "M": 10.0, "S": 100.0},
+    "appendix": {OURS: 1.0, "L": 10.0, "M": 100.0, "S": 1000.0, "VS": 10000.0},
 }
 COMPILED_REFERENCE_LR = 1.0
+COMPILED_LEVELS = ("L", "M", "S", "VS")  # the Tracr study's 1e-1 .. 1e-4
 
 
 def lr_for_level(level: str, reference_lr: float, labelling: str = "main_text") -> float:
     """The LR that ``labelling`` calls eta_``level`` for a model pretrained at ``reference_lr``."""
     if labelling not in LABELLINGS:
         raise ConfigError(f"unknown LR labelling '{labelling}'; use one of {', '.join(LABELLINGS)}")
-    if level not in LEVELS:
-        raise ConfigError(f"unknown LR level '{level}'; use one of {', '.join(LEVELS)}, e.g. --lr-level M")
-    return reference_lr / LABELLINGS[labelling][level]
+    levels = LABELLINGS[labelling]
+    if level not in levels:
+        raise ConfigError(
+            f"LR level '{level}' is not defined in the {labelling} labelling; use one of {', '.join(levels)}"
+        )
+    return reference_lr / levels[level]
 
 
 def checkpoint_pretrain_lr(ckpt_dir: str | Path) -> float:

@@ -9,7 +9,7 @@ The study reports no seeds or error bars (protocol §9.3); every aggregate here 
 - ``t_interval``: Student-t interval of the mean of a few per-seed values. With 3 seeds a percentile
   bootstrap "95%" interval is only the min-max range (its true coverage is about 75%); the t-interval is
   the honest one for so few values.
-- ``aggregate``: mean, sample standard deviation and bootstrap CI of per-seed values in one dict.
+- ``aggregate``: mean, sample standard deviation and Student-t CI of per-seed values in one dict.
 """
 
 import math
@@ -84,16 +84,15 @@ def t_interval(
     return float(data.mean() - half), float(data.mean() + half)
 
 
-def aggregate(
-    values: Sequence[float] | np.ndarray, *, confidence: float = 0.95, seed: int = 0
-) -> dict[str, float | int | None]:
-    """``{mean, std, ci_low, ci_high, n}`` of per-seed values; std and CI are None for a single value."""
+def aggregate(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95) -> dict[str, float | int | None]:
+    """``{mean, std, ci_low, ci_high, n}`` of per-seed values, the CI a Student-t interval of the mean; std
+    and CI are None for a single value."""
     data = np.asarray(values, dtype=float).ravel()
     if data.size == 0:
         raise DataError("aggregate needs at least one value")
     if data.size == 1:
         return {"mean": float(data[0]), "std": None, "ci_low": None, "ci_high": None, "n": 1}
-    low, high = bootstrap_ci(data, confidence=confidence, seed=seed)
+    low, high = t_interval(data, confidence=confidence)
     return {
         "mean": float(data.mean()),
         "std": float(data.std(ddof=1)),

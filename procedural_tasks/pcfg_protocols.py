@@ -10,7 +10,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -42,6 +42,7 @@ class PCFGPreset:
     batch_size: int
     eval_n: int  # sequences per evaluation set during training
     final_eval_n: int  # sequences per evaluation set for final numbers
+    pretrain_loss: Literal["answer", "sequence"] = "answer"  # the study: next-token CE on the whole sequence
 
     def train_config(
         self, stage: str, *, lr: float, seed: int = 0, device: str = "auto", steps: int | None = None
@@ -68,6 +69,7 @@ class PCFGPreset:
             seed=seed,
             device=device,
             checkpoint_every=max(1, n // (4 if stage == "pretrain" else 2)),
+            loss=self.pretrain_loss if stage == "pretrain" else "answer",
             **schedule,
         )
 
@@ -92,6 +94,7 @@ PRESETS: dict[str, PCFGPreset] = {
         batch_size=96,
         eval_n=1000,
         final_eval_n=5000,
+        pretrain_loss="sequence",
     ),
     # For tests: a model that is quick to build and train (learns nothing useful).
     "tiny": PCFGPreset(
@@ -181,11 +184,14 @@ def counting_eval_sets(
     q: int = 1,
     seed: int = 0,
     jailbreak: bool = False,
+    strict: bool = False,
 ) -> list[EvalSet]:
-    """O_PT and O_FT counting at C_Te = 0 and 1 (names like ``count_a@cte0``), plus jailbreak tokens."""
+    """O_PT and O_FT counting at C_Te = 0 and 1 (names like ``count_a@cte0``), plus jailbreak tokens; with
+    ``strict``, also the study's C_Te = 0 (``count_a@cte0strict``): no sample meets count(O_FT) = count(O_PT) + q
+    by chance, as about a fifth of the plain C_Te = 0 samples do."""
     sets = []
     for operand in (operand_pt, operand_ft):
-        for c_te in (0, 1):
+        for c_te, exclude in ((0, False), (1, False), *(((0, True),) if strict else ())):
             spec = SampleSpec(
                 family="count",
                 operand=operand,
@@ -193,8 +199,10 @@ def counting_eval_sets(
                 operand_pt=operand_pt,
                 operand_ft=operand_ft,
                 q=q,
+                strict=exclude,
             )
-            sets.append(task.eval_set(eval_name(operand, c_te), spec, n, seed))
+            name = eval_name(operand, c_te) + ("strict" if exclude else "")
+            sets.append(task.eval_set(name, spec, n, seed))
     if jailbreak:
         for token in JAILBREAK_TOKENS:
             spec = SampleSpec(family="count", operand=operand_pt, family_token=token)

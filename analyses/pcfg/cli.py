@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from analyses.pcfg.config import PCFGStudyConfig
+from analyses.pcfg.config import GRIDS, PCFGStudyConfig
 from analyses.pcfg.jobs import run_study
 from interp.arguments import (
     ArgParser,
@@ -363,12 +363,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a PCFGStudyConfig JSON/YAML file; --preset/--seeds/--device override it",
     )
     p.add_argument("--no-analysis", action="store_true", help="skip probes, pruning, diffing and the audit")
+    p.add_argument(
+        "--grid",
+        choices=list(GRIDS),
+        default="default",
+        help="default (the cpu-sized grid) or full (the study's priors H/M/L x eta_M/eta_S x C_Tr 0/.5/.8/1)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
-    config = load_config(PCFGStudyConfig, args.config) if args.config else PCFGStudyConfig()
+    if args.config and args.grid != "default":
+        raise ConfigError("give --grid or --config, not both (a config file names its own grid)")
+    config = load_config(PCFGStudyConfig, args.config) if args.config else PCFGStudyConfig.for_grid(args.grid)
     overrides = {
         "preset": args.preset,
         "device": args.device,

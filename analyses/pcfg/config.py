@@ -3,36 +3,68 @@
 from dataclasses import dataclass
 
 from interp.errors import ConfigError
-from interp.lr_levels import LABELLINGS, LEVELS
+from interp.lr_levels import LABELLINGS, LEVELS, OURS
 from procedural_tasks.pcfg_protocols import study_preset
 from procedural_tasks.pcfg_tasks import PRIORS
 
 FinetuneSetting = tuple[str, str, float]  # (prior name, lr level, c_tr)
 
-
-@dataclass(frozen=True, kw_only=True)
-class PCFGStudyConfig:
-    """What the PCFG study runs. Sizes come from the preset; lists name the grid."""
-
-    preset: str = "cpu"  # cpu (2-core CPU, minutes), paper (the study's sizes, GPU) or tiny (tests)
-    seeds: tuple[int, ...] = (0, 1, 2)  # every model is trained once per seed
-    priors: tuple[str, ...] = ("low", "medium")  # pretraining operand priors (names in PRIORS)
-    control_prior: str = "only_b"  # Scr.+FT control: pretrained never asked to count a
-    finetune_grid: tuple[FinetuneSetting, ...] = (
-        ("low", "L", 1.0),
+GRIDS: dict[str, tuple[FinetuneSetting, ...]] = {
+    # The cpu-sized grid: the study's eta_M and eta_S arms on the low prior, the medium prior at eta_M, and
+    # our own arm at eta_PT (none of the study's settings).
+    "default": (
+        ("low", OURS, 1.0),
         ("low", "M", 0.0),
         ("low", "M", 1.0),
         ("low", "S", 1.0),
         ("medium", "M", 1.0),
-    )
-    reverse_from: tuple[FinetuneSetting, ...] = (("low", "M", 1.0), ("medium", "M", 1.0), ("low", "L", 1.0))
-    reverse_lr_level: str = "S"  # reverse fine-tuning LR (smaller than the fine-tuning one)
+    ),
+    # The study's Fig. 5 grid: priors H/M/L x eta_M/eta_S x C_Tr {0, 0.5, 0.8, 1}, and our eta_PT arm.
+    "full": (
+        *(
+            (prior, level, c)
+            for prior in ("low", "medium", "high")
+            for level in ("M", "S")
+            for c in (0, 0.5, 0.8, 1)
+        ),
+        ("low", OURS, 1.0),
+    ),
+}
+GRID_PRIORS = {"default": ("low", "medium"), "full": ("low", "medium", "high")}
+GRID_REVERSE = {
+    "default": (("low", "M", 1.0), ("medium", "M", 1.0), ("low", OURS, 1.0)),
+    "full": (("low", "M", 1.0), ("medium", "M", 1.0), ("high", "M", 1.0), ("low", OURS, 1.0)),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PCFGStudyConfig:
+    """What the PCFG study runs. Sizes come from the preset; lists name the grid (``GRIDS``)."""
+
+    preset: str = "cpu"  # cpu (2-core CPU, minutes), paper (the study's sizes, GPU) or tiny (tests)
+    seeds: tuple[int, ...] = (0, 1, 2)  # every model is trained once per seed
+    priors: tuple[str, ...] = GRID_PRIORS["default"]  # pretraining operand priors (names in PRIORS)
+    control_prior: str = "only_b"  # Scr.+FT control: pretrained never asked to count a
+    finetune_grid: tuple[FinetuneSetting, ...] = GRIDS["default"]
+    reverse_from: tuple[FinetuneSetting, ...] = GRID_REVERSE["default"]
+    reverse_lr_level: str = "M"  # reverse fine-tuning LR (the study's Fig. 9 uses eta_M and eta_S)
+    control_reverse_factor: int = 3  # the controls relearn this many times the preset's reverse steps, so
+    # speed-ups against them are measured, not lower bounds
     lr_labelling: str = "main_text"  # which of the study's eta labellings the levels use
     pretrain_lr: float = 1e-3  # eta_PT; the eta levels are fractions of it
     q: int = 1  # planted offset count(b) - count(a)
     threshold_frac: float = 0.9  # revived at this fraction of the pretrained model's O_PT accuracy
     analyse: bool = True  # run probes, pruning, diffing, patching and the audit
     device: str = "auto"
+
+    @classmethod
+    def for_grid(cls, grid: str, **fields) -> "PCFGStudyConfig":
+        """The config of a named grid (``default`` or ``full``), with ``fields`` replaced."""
+        if grid not in GRIDS:
+            raise ConfigError(f"unknown grid '{grid}'; use one of {', '.join(GRIDS)}")
+        return cls(
+            priors=GRID_PRIORS[grid], finetune_grid=GRIDS[grid], reverse_from=GRID_REVERSE[grid], **fields
+        )
 
     def __post_init__(self) -> None:
         study_preset(self.preset)
@@ -46,20 +78,27 @@ class PCFGStudyConfig:
                 raise ConfigError(
                     f"fine-tuning setting uses prior '{prior}' which is not in priors {self.priors}"
                 )
-            if level not in LEVELS:
-                raise ConfigError(f"unknown lr level '{level}'; use one of {', '.join(LEVELS)}")
+            if level not in LABELLINGS.get(self.lr_labelling, LEVELS):
+                raise ConfigError(
+                    f"lr level '{level}' is not defined in the {self.lr_labelling} labelling; use one of "
+                    f"{', '.join(LABELLINGS.get(self.lr_labelling, LEVELS))}"
+                )
             if not 0 <= c_tr <= 1:
                 raise ConfigError(f"c_tr must be in [0, 1], got {c_tr}")
         for setting in self.reverse_from:
             if setting not in self.finetune_grid:
                 raise ConfigError(f"reverse_from {setting} is not in finetune_grid; add it there too")
-        if self.reverse_lr_level not in LEVELS:
-            raise ConfigError(f"unknown reverse_lr_level '{self.reverse_lr_level}'")
+        if self.reverse_lr_level not in LABELLINGS.get(self.lr_labelling, LEVELS):
+            raise ConfigError(
+                f"reverse_lr_level '{self.reverse_lr_level}' is not in the {self.lr_labelling} labelling"
+            )
+        if self.control_reverse_factor < 1:
+            raise ConfigError(f"control_reverse_factor must be >= 1, got {self.control_reverse_factor}")
         if self.lr_labelling not in LABELLINGS:
             raise ConfigError(f"unknown lr_labelling '{self.lr_labelling}'; use {', '.join(LABELLINGS)}")
 
 
 def setting_name(setting: FinetuneSetting) -> str:
-    """A readable name for a fine-tuned model, e.g. ``FT(low, eta_M, C_Tr=1)``."""
+    """A readable name for a fine-tuned model, e.g. ``FT(low, eta_M, C_Tr=1)``; our eta_PT arm says "ours"."""
     prior, level, c_tr = setting
-    return f"FT({prior}, eta_{level}, C_Tr={c_tr:g})"
+    return f"FT({prior}, eta_{level}{' (ours)' if level == OURS else ''}, C_Tr={c_tr:g})"

@@ -1,151 +1,176 @@
-"""The PCFG study's claims checked on our numbers: each finding says what was measured and whether it held
-(True), did not (False) or is inconclusive (None, where censored revival times leave it open)."""
+"""The PCFG study's claims checked on our numbers, seed by seed.
+
+Each finding gives the claim, what was measured (every seed's value), an ``outcome`` (``held``, ``did not hold``,
+``inconclusive`` where censored revival leaves it open, ``not testable`` where the claim's precondition fails
+here) with its ``reason``, and ``holds`` (True / False / None) for code that reads it. Thresholds are tied to
+measured floors with Wilson intervals on each seed's evaluation set; a claim holds only if every seed meets it.
+Claims about our own arm (fine-tuning at eta_PT, none of the study's settings) say "ours".
+"""
+
+from interp.lr_levels import OURS
+from interp.stats import wilson_ci
 
 FAST_SPEEDUP = 5.0  # "fast revival": at least this many times fewer steps than the Scr.+FT control
+STRONGLY_RELEVANT = 0.95  # the study's strongly relevant priors count b at 99.9% before fine-tuning
+SIGNATURE_C_TE1 = 0.9  # the wrapper answers O_FT on correlated inputs
+STUDY_WRAPPER_MAX = 0.016  # the study's wrappers score 0.0-1.6% at C_Te = 0 (Tab. 5)
+OUTCOMES = {True: "held", False: "did not hold", None: "inconclusive"}
 
 
-def _horizon(results: dict) -> int:
-    """The reverse fine-tuning horizon: the last evaluated step of the revival curves."""
-    return max(c["steps"][-1] for c in results["revival"]["curves"].values())
+def _finding(claim: str, measured: str, holds: bool | None, reason: str) -> dict:
+    return {
+        "claim": claim,
+        "measured": measured,
+        "holds": holds,
+        "outcome": OUTCOMES[holds],
+        "reason": reason,
+    }
 
 
-def _speed_status(item: dict, factor: float) -> str:
-    """fast (speed-up >= factor), slow (never revived, or a measured speed-up below it), or censored (only a
-    lower bound below it is known, because the control never reached the threshold)."""
-    if item["value"] is None:
-        return "slow"
-    if item["value"] >= factor:
-        return "fast"
-    return "censored" if item["lower_bound"] else "slow"
+def _not_testable(claim: str, measured: str, reason: str) -> dict:
+    return {"claim": claim, "measured": measured, "holds": None, "outcome": "not testable", "reason": reason}
 
 
-def _faster_than_control(item: dict) -> bool:
-    """Revived, and sooner than the control (which, when censored, had not revived by the horizon)."""
-    return item["value"] is not None and (item["value"] > 1 or (item["lower_bound"] and item["value"] >= 1))
-
-
-def _later(damaged: int | None, wrapped: int | None) -> bool | None:
-    """Whether the eta_L model reached the threshold later than the eta_M model (None: both never did)."""
-    if damaged is None:
-        return None if wrapped is None else True
-    return False if wrapped is None else damaged > wrapped
-
-
-def _steps(value: int | None, horizon: int) -> str:
-    return f">{horizon}" if value is None else str(value)
-
-
-def _three_valued(statuses: list, *, want) -> bool | None:
-    """True if every seed is ``want``; False if any seed is a definite counter-example; None (inconclusive)
-    when the remaining seeds are censored."""
-    if all(s == want for s in statuses):
+def _all_seeds(checks: list[bool | None]) -> bool | None:
+    """True if every seed holds; False if any seed is a definite counter-example; None otherwise."""
+    if checks and all(c is True for c in checks):
         return True
-    definite_other = [s for s in statuses if s not in (want, None, "censored")]
-    return False if definite_other else None
+    return False if any(c is False for c in checks) else None
+
+
+def _interval(accuracy: float, n: int) -> tuple[float, float]:
+    return wilson_ci(round(accuracy * n), n)
+
+
+def _seeds(values: list) -> str:
+    return "[" + ", ".join("-" if v is None else f"{v:.1%}" for v in values) + "]"
+
+
+def _signature(row: dict, n: int) -> dict | None:
+    """High O_FT at C_Te = 1, O_FT at the strict C_Te = 0 at the study's wrapper level, and at the plain
+    C_Te = 0 within the Wilson interval of the count(O_PT) + q shortcut floor: in every seed."""
+    final = row["final"]
+    if not {"count_b@cte1", "count_b@cte0", "count_b@cte0strict"} <= set(final):
+        return None
+    b1, b0 = final["count_b@cte1"]["values"], final["count_b@cte0"]["values"]
+    strict, floors = final["count_b@cte0strict"]["values"], row["shortcut_floor_b0"]["values"]
+    checks = []
+    for hi, plain, exact, floor in zip(b1, b0, strict, floors, strict=True):
+        low, high = _interval(plain, n)
+        checks.append(
+            hi >= SIGNATURE_C_TE1 and _interval(exact, n)[0] <= STUDY_WRAPPER_MAX and low <= floor <= high
+        )
+    return _finding(
+        f"wrapper signature ({row['name']}): O_FT >= {SIGNATURE_C_TE1:.0%} at C_Te=1, at the wrappers' level at "
+        "the strict C_Te=0 and at the shortcut floor at the plain C_Te=0",
+        f"per seed: O_FT@C_Te=1 {_seeds(b1)}, strict C_Te=0 {_seeds(strict)}, plain C_Te=0 {_seeds(b0)} vs "
+        f"shortcut floor {_seeds(floors)} (n = {n} each)",
+        _all_seeds(checks),
+        f"strict C_Te=0: Wilson lower bound <= {STUDY_WRAPPER_MAX:.1%} (the study's wrappers score 0.0-1.6%); "
+        "plain C_Te=0: its Wilson interval contains the shortcut floor",
+    )
+
+
+def _collapse(row: dict, n: int) -> dict | None:
+    """O_PT at C_Te = 0 falls to the majority floor (below its Wilson upper bound) in every seed."""
+    a0 = row["final"].get("count_a@cte0")
+    if a0 is None or row.get("majority_floor_a0") is None:
+        return None
+    floors = row["majority_floor_a0"]["values"]
+    checks = [acc <= _interval(floor, n)[1] for acc, floor in zip(a0["values"], floors, strict=True)]
+    return _finding(
+        f"behavioural loss of O_PT ({row['name']}): count-a accuracy at C_Te=0 collapses to the majority floor",
+        f"per seed: O_PT@C_Te=0 {_seeds(a0['values'])} vs majority floor {_seeds(floors)} (n = {n})",
+        _all_seeds(checks),
+        "each seed's accuracy is at most the Wilson upper bound of its majority floor",
+    )
 
 
 def _wrapper_findings(results: dict) -> list[dict]:
-    """The wrapper signature and the behavioural loss of O_PT, per low-prior C_Tr = 1 model at eta_M / eta_S."""
+    """Signature and collapse for each low-prior C_Tr = 1 model at the study's eta_M and eta_S."""
+    n = results["preset"]["final_eval_n"]
     out: list[dict] = []
-    ft = {(r["prior"], r["lr_level"], r["c_tr"]): r for r in results["finetune"]}
-
-    def mean(row, name):
-        return row["final"].get(name, {}).get("mean") if row and row["final"] else None
-
-    small = [k for k in ft if k[0] == "low" and k[2] == 1.0 and k[1] in ("S", "M")]
-    for key in small:
-        row = ft[key]
-        b1, b0, a0 = mean(row, "count_b@cte1"), mean(row, "count_b@cte0"), mean(row, "count_a@cte0")
-        if b1 is None:
-            continue
-        floor = row["shortcut_floor_b0"]["mean"]
-        out.append(
-            {
-                "claim": f"wrapper signature ({row['name']}): O_FT >= 90% at C_Te=1 but <= 30% at C_Te=0",
-                "measured": f"O_FT@C_Te=1 {b1:.1%}, O_FT@C_Te=0 {b0:.1%} (shortcut floor {floor:.1%})",
-                "holds": bool(b1 >= 0.9 and b0 <= 0.3),
-            }
-        )
-        pt_a0 = results["pretrain"]["low"]["final"]["count_a@cte0"]["mean"]
-        out.append(
-            {
-                "claim": f"behavioural loss of O_PT ({row['name']}): count-a accuracy at C_Te=0 collapses",
-                "measured": f"O_PT@C_Te=0 {a0:.1%} after fine-tuning vs {pt_a0:.1%} pretrained",
-                "holds": bool(a0 <= 0.5 * pt_a0),
-            }
-        )
+    for row in results["finetune"]:
+        if row["prior"] == "low" and row["c_tr"] == 1.0 and row["lr_level"] in ("M", "S") and row["final"]:
+            out += [f for f in (_signature(row, n), _collapse(row, n)) if f is not None]
     return out
 
 
+def _speed_status(item: dict) -> bool | None:
+    """Fast (True), slow (False: never revived, or a measured speed-up below the line) or open (None: only a
+    lower bound below the line is known, because the control never reached the threshold)."""
+    if item["value"] is None:
+        return False
+    if item["value"] >= FAST_SPEEDUP:
+        return True
+    return None if item["lower_bound"] else False
+
+
+def _speedups(items: list[dict]) -> str:
+    return "speed-up over Scr.+FT per seed: " + ", ".join(
+        "not revived" if i["value"] is None else f"{'>=' if i['lower_bound'] else ''}{i['value']:.1f}x"
+        for i in items
+    )
+
+
 def _revival_findings(results: dict) -> list[dict]:
-    """Fast revival (and revival sooner than Scr.+FT) per model; no fast revival after eta_L."""
+    """The study's arms revive fast; our eta_PT arm (damaged, as Tracr's large LR is) does not."""
     out: list[dict] = []
-    steps = {n: v.get("steps_to_threshold") for n, v in results["revival"]["metrics"].items()}
-    horizon = _horizon(results)
-    note = f"; '>=': the control never reached the threshold in {horizon} steps (a lower bound)"
-    for name, vs in results["revival"]["speedups"].items():
-        s = vs.get("Scr.+FT")
-        if not s:
+    for name, versus in results["revival"]["speedups"].items():
+        items = versus.get("Scr.+FT", {}).get("per_seed")
+        if not items:
             continue
-        measured = "speed-up per seed: " + ", ".join(
-            "not revived" if i["value"] is None else f"{'>=' if i['lower_bound'] else ''}{i['value']:.1f}x"
-            for i in s["per_seed"]
+        statuses = [_speed_status(i) for i in items]
+        censored = sum(i["lower_bound"] for i in items)
+        reason = (
+            f">= {FAST_SPEEDUP:g}x fewer steps to the threshold than Scr.+FT; {censored} seed(s) censored"
         )
-        statuses = [_speed_status(i, FAST_SPEEDUP) for i in s["per_seed"]]
-        if "eta_L" not in name:
+        if f"eta_{OURS}" in name:
             out.append(
-                {
-                    "claim": f"fast revival ({name}): reverse FT reaches the threshold >= {FAST_SPEEDUP:g}x faster than Scr.+FT",
-                    "measured": measured + note,
-                    "holds": _three_valued(statuses, want="fast"),
-                }
-            )
-            out.append(
-                {
-                    "claim": f"revival ({name}): reverse FT reaches the threshold sooner than Scr.+FT in every seed",
-                    "measured": measured + note,
-                    "holds": all(_faster_than_control(i) for i in s["per_seed"]),
-                }
+                _finding(
+                    f"ours, damage at eta_PT ({name}): reverse FT does NOT revive >= {FAST_SPEEDUP:g}x faster "
+                    "than Scr.+FT",
+                    _speedups(items),
+                    _all_seeds([None if s is None else not s for s in statuses]),
+                    reason + " (our arm: the study fine-tunes at eta_M and eta_S only)",
+                )
             )
             continue
-        # The study: after eta_L the capability is truly damaged, so no fast revival.
         out.append(
-            {
-                "claim": f"damage at eta_L ({name}): reverse FT does NOT revive >= {FAST_SPEEDUP:g}x faster than Scr.+FT",
-                "measured": measured + note,
-                "holds": _three_valued(statuses, want="slow"),
-            }
-        )
-        ref = next((n for n in steps if "eta_M" in n and n.startswith("FT(low")), None)
-        if ref is not None and steps[name] is not None and steps[ref] is not None:
-            pairs = list(zip(steps[name], steps[ref], strict=True))
-            out.append(
-                {
-                    "claim": f"damage at eta_L: revival after eta_L is slower than after eta_M ({ref}) in every seed",
-                    "measured": "steps to threshold per seed, eta_L vs eta_M: "
-                    + ", ".join(f"{_steps(d, horizon)} vs {_steps(w, horizon)}" for d, w in pairs),
-                    "holds": _three_valued([_later(d, w) for d, w in pairs], want=True),
-                }
+            _finding(
+                f"fast revival ({name}): reverse FT reaches the threshold >= {FAST_SPEEDUP:g}x faster than Scr.+FT",
+                _speedups(items),
+                _all_seeds(statuses),
+                reason,
             )
+        )
     return out
 
 
 def _ordering_finding(results: dict) -> list[dict]:
-    """The higher pretraining prior revives faster than the low one."""
-    out: list[dict] = []
+    """The strongly relevant (medium) prior revives faster than the low one, if it is strongly relevant here."""
     m = results["revival"]["metrics"]
     low, med = m.get("FT(low, eta_M, C_Tr=1)"), m.get("FT(medium, eta_M, C_Tr=1)")
-    if low and med and low.get("auc_agg") and med.get("auc_agg"):
-        out.append(
-            {
-                "claim": "ordering: the higher prior revives faster than the low prior (larger log-step AUC)",
-                "measured": f"AUC medium {med['auc_agg']['mean']:.3f} vs low {low['auc_agg']['mean']:.3f}",
-                "holds": bool(med["auc_agg"]["mean"] > low["auc_agg"]["mean"]),
-            }
-        )
-    return out
+    if not (low and med and low.get("auc") and med.get("auc")):
+        return []
+    claim = "ordering: the strongly relevant (medium) prior revives faster than the low prior (larger log-step AUC)"
+    measured = (
+        f"AUC per seed: medium {[round(v, 3) for v in med['auc']]} vs low {[round(v, 3) for v in low['auc']]}"
+    )
+    count_b = results["pretrain"].get("medium", {}).get("final", {}).get("count_b@cte0", {}).get("values", [])
+    if not count_b or min(count_b) < STRONGLY_RELEVANT:
+        return [
+            _not_testable(
+                claim,
+                measured,
+                f"the medium-prior model counts b at {_seeds(count_b)} before fine-tuning, below the "
+                f"{STRONGLY_RELEVANT:.0%} of a strongly relevant capability (the study's: 99.9%)",
+            )
+        ]
+    checks = [hi > lo for hi, lo in zip(med["auc"], low["auc"], strict=True)]
+    return [_finding(claim, measured, _all_seeds(checks), "larger AUC in every seed")]
 
 
 def findings(results: dict) -> list[dict]:
-    """The study's claims checked on our numbers; each says what was measured and whether it held."""
+    """The study's claims checked on our numbers; each says what was measured and its outcome."""
     return [*_wrapper_findings(results), *_revival_findings(results), *_ordering_finding(results)]

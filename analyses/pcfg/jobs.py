@@ -57,11 +57,20 @@ def job_pretrain(
 
 
 def _stage_config(
-    config_class: type[C], stage: str, *, preset: str, seed: int, lr: float, device: str, **fields: Any
+    config_class: type[C],
+    stage: str,
+    *,
+    preset: str,
+    seed: int,
+    lr: float,
+    device: str,
+    steps: int | None = None,
+    **fields: Any,
 ) -> tuple[PCFGPreset, C]:
-    """The preset and the config of a fine-tuning or reverse stage: the preset's recipe at ``lr``, ``fields``."""
+    """The preset and the config of a fine-tuning or reverse stage: the preset's recipe at ``lr`` (for
+    ``steps``, the preset's when None), ``fields``."""
     sp = study_preset(preset)
-    train = sp.train_config(stage, lr=lr, seed=seed, device=device)
+    train = sp.train_config(stage, lr=lr, seed=seed, device=device, steps=steps)
     return sp, config_class(train=train, eval_n=sp.eval_n, **fields)
 
 
@@ -75,7 +84,9 @@ def job_finetune(*, out_dir: Path, base: str, **stage: Any) -> dict:
     model, _, task = load_pcfg_model(out_dir, device=config.train.device)
     final = {
         s.name: evaluate(model, s).to_json()
-        for s in counting_eval_sets(task, sp.final_eval_n, q=config.q, seed=10_000 + config.train.seed)
+        for s in counting_eval_sets(
+            task, sp.final_eval_n, q=config.q, seed=10_000 + config.train.seed, strict=True
+        )
     }
     write_json(out_dir / "final_eval.json", final)
     return {name: e["accuracy"] for name, e in final.items()}
@@ -168,9 +179,12 @@ def _plan_reverse(
     starts = {setting_name(s): (finetune[seed, s], pretrain[seed, s[0]], False) for s in config.reverse_from}
     control, ref = pretrain[seed, config.control_prior], pretrain[seed, config.priors[0]]
     starts |= {"Scr.+FT": (control, ref, False), "Scr.": (control, ref, True)}
+    control_steps = config.control_reverse_factor * study_preset(config.preset).reverse_steps
     dirs = {}
     for name, (start, reference, scratch) in starts.items():
         job = {**kwargs, "start": str(start), "reference": str(reference), "from_scratch": scratch}
+        if name in ("Scr.+FT", "Scr.") and config.control_reverse_factor > 1:
+            job["steps"] = control_steps
         dirs[seed, name] = planner.add("reverse", f"{__name__}:job_reverse", job, [start, reference])
     return dirs
 

@@ -1,11 +1,13 @@
 """The PCFG study's HTML report: the study's figures re-made from our results, with seed bands."""
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
 from analyses.paper_numbers import PCFG_HEADLINES, PCFG_PRETRAINED_COUNT_B, PCFG_TABLE5
 from interp.figures import bar_figure, curves_figure
+from interp.lr_levels import LABELLINGS, OURS
 from interp.reports import Section, Table, write_report
 
 EVAL_LABELS = {
@@ -59,22 +61,37 @@ def _finetune_curves(
     return _curves(title, series, "fine-tuning step", caption, reference_lines=lines)
 
 
+def _lr_label(level: str, lr: float, pretrain_lr: float, labelling: str) -> str:
+    """The LR under both of the study's labellings, e.g. ``eta_M (main text) = eta_L (appendix) = 1e-04``."""
+    if level == OURS:
+        return f"eta_PT (ours) = {lr:.0e}"
+    names = [
+        f"eta_{lvl} ({name.replace('_', ' ')})"
+        for name, levels in LABELLINGS.items()
+        for lvl, divisor in levels.items()
+        if lvl != OURS and math.isclose(pretrain_lr / divisor, lr)
+    ]
+    return " = ".join(names or [f"eta_{level} ({labelling})"]) + f" = {lr:.0e}"
+
+
 def _table5(results: dict) -> Table:
     cfg = results["config"]
     rows = []
     for r in results["finetune"]:
         pa = r["prior_values"][0]
         paper = PCFG_TABLE5.get((r["lr"], pa, r["c_tr"]))
+        final = r["final"]
         rows.append(
             [
                 r["prior"],
                 f"{pa:g}",
-                f"eta_{r['lr_level']} = {r['lr']:.0e}",
+                _lr_label(r["lr_level"], r["lr"], cfg["pretrain_lr"], cfg["lr_labelling"]),
                 f"{r['c_tr']:g}",
-                _fmt(r["final"].get("count_a@cte0")),
-                _fmt(r["final"].get("count_b@cte0")),
-                _fmt(r["final"].get("count_b@cte1")),
+                _fmt(final.get("count_a@cte0strict")),
+                _fmt(final.get("count_b@cte0strict")),
+                _fmt(final.get("count_b@cte0")),
                 _fmt(r["shortcut_floor_b0"]),
+                _fmt(final.get("count_b@cte1")),
                 " / ".join(f"{v:g}" for v in paper) if paper else "-",
             ]
         )
@@ -82,13 +99,14 @@ def _table5(results: dict) -> Table:
         columns=[
             "prior",
             "P_T(a)",
-            f"LR ({cfg['lr_labelling']} labels)",
+            "LR",
             "C_Tr",
-            "O_PT @C_Te=0",
-            "O_FT @C_Te=0",
+            "O_PT @C_Te=0 strict",
+            "O_FT @C_Te=0 strict",
+            "O_FT @C_Te=0 plain",
+            "shortcut floor @plain",
             "O_FT @C_Te=1",
-            "shortcut floor @C_Te=0",
-            "paper Tab. 5, same LR/P_T(a)/C_Tr",
+            "paper Tab. 5 (O_PT / O_FT @C_Te=0 / O_FT @C_Te=1), same LR, P_T(a), C_Tr",
         ],
         rows=rows,
     )
@@ -324,16 +342,11 @@ def _sizes(results: dict) -> str:
     )
 
 
-def _verdict(holds: bool | None) -> str:
-    """A finding's outcome; None is inconclusive (censored by the reverse fine-tuning horizon)."""
-    return {True: "holds", False: "does not hold"}.get(holds, "inconclusive")
-
-
 def _intro(results: dict, findings: list[dict]) -> str:
     cfg = results["config"]
     items = "".join(
-        f"<li><b>{_verdict(f['holds'])}</b>: {html.escape(f['claim'])} &mdash; "
-        f"{html.escape(f['measured'])}</li>"
+        f"<li><b>{html.escape(f['outcome'])}</b>: {html.escape(f['claim'])} &mdash; "
+        f"{html.escape(f['measured'])} ({html.escape(f['reason'])})</li>"
         for f in findings
     )
     return (
@@ -341,7 +354,7 @@ def _intro(results: dict, findings: list[dict]) -> str:
         f"{html.escape(cfg['lr_labelling'])} (eta_PT = {cfg['pretrain_lr']:g}). This invocation "
         f"took {results['wall_seconds'] / 60:.1f} min; its jobs' run times (cached ones included) sum to "
         f"{results['job_wall_seconds'] / 60:.0f} CPU-min. Every number is a mean over seeds with a "
-        "bootstrap 95% CI; bands show the min-max over seeds.</p>"
+        "Student-t 95% CI; bands show the min-max over seeds.</p>"
         f"<p>Protocol differences from the paper: a {cfg['preset']}-sized model and data{_sizes(results)}, "
         "counting family only at the cpu preset, far fewer steps, and O' fixed. The study's Scr.+FT control is "
         f"pretrained with prior '{html.escape(cfg['control_prior'])}'.</p><ul>{items}</ul>"
@@ -360,10 +373,12 @@ def _training_sections(results: dict, findings: list[dict]) -> list[Section]:
         Section(
             title="Findings",
             content=Table(
-                columns=["claim", "measured", "holds"],
-                rows=[[f["claim"], f["measured"], _verdict(f["holds"])] for f in findings],
+                columns=["claim", "measured", "outcome", "why"],
+                rows=[[f["claim"], f["measured"], f["outcome"], f["reason"]] for f in findings],
             ),
-            caption="The study's claims checked on our numbers (analyses/pcfg/findings.py computes each).",
+            caption="The study's claims checked on our numbers, every seed (analyses/pcfg/findings.py computes "
+            "each): held, did not hold, inconclusive (censored revival) or not testable here (a precondition "
+            "fails).",
         ),
         _curves(
             "Pretraining",
@@ -399,7 +414,9 @@ def _training_sections(results: dict, findings: list[dict]) -> list[Section]:
         Section(
             title="Final accuracies (Tab. 5 layout)",
             content=_table5(results),
-            caption="Mean [95% bootstrap CI] over seeds in %, on fresh evaluation sets; the paper's cell is for the "
+            caption="Mean [95% Student-t CI] over seeds in %, on fresh evaluation sets. Strict C_Te=0 excludes the "
+            "samples where count(b) = count(a) + q by chance (the study's C_Te=0); on the plain set a count(a) + q "
+            "wrapper scores the shortcut floor. The paper's cell is for the "
             "same absolute LR, P_T(a) and C_Tr where it reports one (its 200K-step, 10K-step-FT models).",
         ),
     ]

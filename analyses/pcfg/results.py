@@ -1,5 +1,5 @@
 """Aggregate the PCFG study's run directories into ``results.json``: curves and final numbers over
-seeds (mean, std, bootstrap CI), the study's Table 5 layout, revival metrics and speed-ups against the
+seeds (mean, std, Student-t CI), the study's Table 5 layout, revival metrics and speed-ups against the
 controls, the mechanistic analyses, and checks of the study's claims measured on our numbers."""
 
 import json
@@ -21,6 +21,7 @@ from procedural_tasks.pcfg_protocols import study_preset
 from procedural_tasks.pcfg_tasks import PRIORS
 
 EVAL_SETS = ("count_a@cte0", "count_a@cte1", "count_b@cte0", "count_b@cte1")
+FINAL_SETS = (*EVAL_SETS, "count_a@cte0strict", "count_b@cte0strict")  # strict: the study's C_Te = 0
 CONTROLS = ("Scr.+FT", "Scr.")
 STUDY = "pcfg"  # results.json's "study": what `ftmech report` dispatches on
 SCHEMA_VERSION = 1  # of results.json; bumped when a field changes meaning
@@ -87,13 +88,19 @@ def _finetune_results(config, plan) -> list[dict]:
             "lr": lr_for_level(level, config.pretrain_lr, config.lr_labelling),
             "c_tr": c_tr,
             "name": f"{prior} / eta_{level} / C_Tr={c_tr:g}",
-            "final": {n: _agg([f[n]["accuracy"] for f in finals]) for n in EVAL_SETS} if finals else {},
-            "shortcut_floor_b0": _agg([f["count_b@cte0"]["shortcut_floor"] for f in finals])
-            if finals
-            else None,
-            "majority_floor_b0": _agg([f["count_b@cte0"]["majority_floor"] for f in finals])
-            if finals
-            else None,
+            "final": {
+                n: _agg([f[n]["accuracy"] for f in finals])
+                for n in FINAL_SETS
+                if finals and all(n in f for f in finals)
+            },
+            **{
+                f"{kind}_floor_{short}": _agg([f[name][f"{kind}_floor"] for f in finals]) if finals else None
+                for kind, short, name in (
+                    ("shortcut", "b0", "count_b@cte0"),
+                    ("majority", "b0", "count_b@cte0"),
+                    ("majority", "a0", "count_a@cte0"),
+                )
+            },
             "curves": _curves([r for r in runs if (r / "metrics.jsonl").is_file()], EVAL_SETS),
         }
         rows.append(row)

@@ -29,7 +29,7 @@ from interp.arguments import (
 from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
 from interp.jsonio import print_json
-from interp.lr_levels import LEVELS
+from interp.lr_levels import COMPILED_LEVELS
 from interp.study_runs import SweepOptions, study_flags
 from procedural_tasks.tracr_analysis import ANALYSIS, TracrAnalysisConfig, analyse_finetuned
 from procedural_tasks.tracr_batches import eval_name
@@ -133,7 +133,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a compiled program to O_FT (count b; 6th largest)")
     p.add_argument("--program", default="counter", choices=PROGRAMS, help="the compiled program")
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
-    p.add_argument("--lr-level", choices=LEVELS, help="eta level: 1e-1, 1e-2, 1e-3, 1e-4")
+    p.add_argument("--lr-level", choices=COMPILED_LEVELS, help="eta level: 1e-1, 1e-2, 1e-3, 1e-4")
     p.add_argument(
         "--c-tr", type=fraction, default=0.0, help="C_Tr: fraction of samples with r(x,O_FT)-r(x,O_PT)=q"
     )

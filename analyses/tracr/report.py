@@ -52,7 +52,7 @@ def _table_sections(results: dict[str, Any]) -> list[Section]:
         Section(
             title="Table 3: ours | paper",
             content=_table3_table(results["table3"]),
-            caption="Accuracy (%) at the end of fine-tuning: mean [95% bootstrap CI over seeds] | the paper's "
+            caption="Accuracy (%) at the end of fine-tuning: mean [95% Student-t CI over seeds] | the paper's "
             "Tab. 3 cell. Diverged runs (non-finite loss) are excluded from the means and counted.",
         )
     ]

@@ -15,8 +15,13 @@ def test_lr_levels_under_both_labellings() -> None:
     assert lr_for_level("S", 1e-3, "main_text") == pytest.approx(1e-5)
     assert lr_for_level("L", 1e-3, "appendix") == pytest.approx(1e-4)
     assert lr_for_level("S", 1e-3, "appendix") == pytest.approx(1e-6)
+    assert lr_for_level("PT", 1e-3, "main_text") == lr_for_level("PT", 1e-3, "appendix") == 1e-3  # ours
+    assert lr_for_level("M", 1e-3, "main_text") == lr_for_level("L", 1e-3, "appendix")
     for labelling in LR_LABELLINGS.values():
-        assert labelling["L"] < labelling["M"] < labelling["S"] < labelling["VS"]  # divisors grow
+        divisors = list(labelling.values())
+        assert divisors == sorted(divisors)  # levels from large to small LR
+    with pytest.raises(ConfigError, match="not defined in the main_text labelling"):
+        lr_for_level("L", 1e-3, "main_text")  # the main text defines only eta_M and eta_S
     with pytest.raises(ConfigError):
         lr_for_level("XL", 1e-3)
     with pytest.raises(ConfigError):

@@ -36,7 +36,13 @@ def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert {"pretrain", "finetune", "revival", "analysis", "findings"} <= set(results)
     row = results["finetune"][0]
-    assert set(row["final"]) == {"count_a@cte0", "count_a@cte1", "count_b@cte0", "count_b@cte1"}
+    plain = {"count_a@cte0", "count_a@cte1", "count_b@cte0", "count_b@cte1"}
+    assert set(row["final"]) == plain | {"count_a@cte0strict", "count_b@cte0strict"}
+    assert all(
+        f["outcome"] in {"held", "did not hold", "inconclusive", "not testable"} for f in results["findings"]
+    )
+    control = results["revival"]["curves"]["Scr.+FT"]["steps"][-1]
+    assert control == 3 * results["revival"]["curves"]["FT(low, eta_M, C_Tr=1)"]["steps"][-1]
     assert set(results["revival"]["curves"]) == {"FT(low, eta_M, C_Tr=1)", "Scr.+FT", "Scr."}
     assert read_report_data(out / "report.html")["data"]["config"]["preset"] == "tiny"
     again = main(argv)
@@ -57,4 +63,10 @@ def test_study_config_validation() -> None:
     with pytest.raises(ConfigError, match="not in priors"):
         PCFGStudyConfig(priors=("low",), finetune_grid=(("medium", "M", 1.0),), reverse_from=())
     with pytest.raises(ConfigError, match="not in finetune_grid"):
-        PCFGStudyConfig(reverse_from=(("low", "VS", 1.0),))
+        PCFGStudyConfig(reverse_from=(("low", "S", 0.0),))
+    with pytest.raises(ConfigError, match="not defined in the main_text labelling|not in the main_text"):
+        PCFGStudyConfig(finetune_grid=(("low", "L", 1.0),), reverse_from=())
+    full = PCFGStudyConfig.for_grid("full")
+    assert "high" in full.priors and {c for _, _, c in full.finetune_grid} == {0, 0.5, 0.8, 1}
+    with pytest.raises(ConfigError, match="unknown grid"):
+        PCFGStudyConfig.for_grid("huge")

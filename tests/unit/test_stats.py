@@ -46,6 +46,8 @@ def test_aggregate_fields_and_single_value():
     assert agg["mean"] == pytest.approx(2.0)
     assert agg["std"] == pytest.approx(1.0)
     assert agg["n"] == 3 and agg["ci_low"] <= 2.0 <= agg["ci_high"]
+    # Student-t with 2 d.f.: 2 +- 4.303 x 1 / sqrt(3), wider than the 3-point bootstrap's min-max [1, 3]
+    assert agg["ci_low"] == pytest.approx(2 - 2.4843, abs=1e-3) and agg["ci_high"] > 3
     single = aggregate([0.7])
     assert single == {"mean": 0.7, "std": None, "ci_low": None, "ci_high": None, "n": 1}
 
