@@ -78,7 +78,7 @@ PRESETS: dict[str, PCFGPreset] = {
     "cpu": PCFGPreset(
         task=PCFGTaskConfig(window=40, region=32, families=("count",)),
         model="cpu",
-        pretrain_steps=1000,
+        pretrain_steps=800,
         finetune_steps=250,
         reverse_steps=400,
         batch_size=32,

@@ -183,7 +183,7 @@ def _plan_reverse(
     dirs = {}
     for name, (start, reference, scratch) in starts.items():
         job = {**kwargs, "start": str(start), "reference": str(reference), "from_scratch": scratch}
-        if name in ("Scr.+FT", "Scr.") and config.control_reverse_factor > 1:
+        if name == "Scr.+FT" and config.control_reverse_factor > 1:
             job["steps"] = control_steps
         dirs[seed, name] = planner.add("reverse", f"{__name__}:job_reverse", job, [start, reference])
     return dirs
