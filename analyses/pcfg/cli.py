@@ -78,8 +78,8 @@ def _stage_flags(p: argparse.ArgumentParser) -> None:
 
 def _train_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {"seed": args.seed, "device": args.device, "threads": args.threads}
-    for flag in ("steps", "lr", "batch_size", "eval_every", "checkpoint_every"):
-        if getattr(args, flag) is not None:
+    for flag in ("steps", "lr", "batch_size", "eval_every", "checkpoint_every", "loss"):
+        if getattr(args, flag, None) is not None:
             changes[flag] = getattr(args, flag)
     return changes
 
@@ -283,6 +283,11 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
         "--jailbreak-frac", type=fraction, help="fraction of counting samples with a jailbreak token"
     )
     p.add_argument("--model", help="architecture preset (default: the study preset's)")
+    p.add_argument(
+        "--loss",
+        choices=["answer", "sequence"],
+        help="answer-token loss, or the study's next-token loss on the whole sequence (default: the preset's)",
+    )
     p.add_argument("--config", type=existing_file, help="a PretrainConfig JSON/YAML file; flags override it")
     _common_train_flags(p)
     p.set_defaults(handler=cmd_pretrain)

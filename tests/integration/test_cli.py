@@ -46,6 +46,14 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
     assert err.startswith("ftmech: error:") and message in err and "\n" not in err
 
 
+def test_pretraining_with_the_studys_whole_sequence_loss(tmp_path, capsys) -> None:
+    out = tmp_path / "seq"
+    argv = ["pretrain", "--preset", "tiny", "--steps", "4", "--loss", "sequence", "--out", str(out)]
+    assert main([*argv, "--device", "cpu", "--no-progress"]) == 0
+    meta = json.loads((out / "config.json").read_text())["metadata"]
+    assert meta["stage_config"]["train"]["loss"] == "sequence"
+
+
 def test_pretrain_then_evaluate(tmp_path, capsys) -> None:
     out = tmp_path / "pt"
     argv = [
