@@ -65,7 +65,8 @@ def cmd_compile(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    """Fine-tune a compiled program to O_FT with C_Tr (the study's App. C.1 recipe); optionally analyse it."""
+    """Fine-tune a compiled program to O_FT with C_Tr (App. C.1's recipe with our deviations, listed in
+    ``analyses.tracr.config.DEVIATIONS``); optionally analyse it."""
     if (args.lr is None) == (args.lr_level is None):
         raise ConfigError("give exactly one of --lr (a number) or --lr-level (L, M, S or VS)")
     lr = args.lr if args.lr is not None else finetune_lr(args.lr_level)
@@ -203,7 +204,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "out": args.out,
                 "wall_seconds": round(summary["wall_seconds"], 1),
                 "jobs": summary["jobs"],
-                "findings": [{"claim": f["claim"][:3], "held": f["held"]} for f in summary["findings"]],
+                "findings": [
+                    {"claim": f["claim"].split(")")[0] + ")", "outcome": f["outcome"]}
+                    for f in summary["findings"]
+                ],
             }
         )
     )

@@ -1,6 +1,7 @@
-"""The Tracr study's ``report.html``: Table 3 beside the paper, the findings, accuracy curves, the counting
-head's attention maps, single-weight pruning, reverse fine-tuning and the compiled baselines. Every section
-is built from ``results.json`` alone, so ``ftmech report DIR`` can rebuild it."""
+"""The Tracr study's ``report.html``: every deviation from the study, Table 3 beside the paper with every
+seed's value, the findings, accuracy curves, the counting head's attention maps, single-weight pruning,
+reverse fine-tuning and the compiled baselines. Every section is built from ``results.json`` alone, so
+``ftmech report DIR`` can rebuild it."""
 
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from analyses.tracr.config import AS_IN_STUDY, deviation_rows
 from analyses.tracr.results import CELLS
 from interp.figures import curves_figure, heatmap_grid_figure
 from interp.reports import Section, Table, write_report
@@ -23,6 +25,29 @@ TABLE3_COLUMNS = (
     "O_FT @C_Te=0",
     "diverged",
 )
+
+
+RANGE_BAND = "min-max band over seeds (their range, not a CI)"
+
+
+def _interval_label(results: dict[str, Any]) -> str:
+    """What the cells' [low, high] is: a Student-t CI from schema 2 on, a percentile bootstrap before."""
+    if results.get("schema_version", 1) >= 2:
+        return "Student-t 95% CI of the mean over seeds (not clipped to 0-100)"
+    return "95% percentile bootstrap over seeds (with 3 seeds: n = 3, their range)"
+
+
+def _deviation_section(results: dict[str, Any]) -> Section:
+    """The deviations table (``analyses.tracr.config.DEVIATIONS``) for this run's config."""
+    return Section(
+        title="Deviations from the study",
+        content=Table(
+            columns=("", "the study", "ours (this run)", "why"), rows=tuple(deviation_rows(results["config"]))
+        ),
+        caption="Every way these runs differ from the paper (App. B.1, C.1, D; Tab. 3). As in the study: "
+        + "; ".join(AS_IN_STUDY)
+        + ".",
+    )
 
 
 def _pct(cell: dict | None) -> str | None:
@@ -46,16 +71,60 @@ def _table3_table(table: list[dict]) -> Table:
     return Table(columns=TABLE3_COLUMNS, rows=tuple(rows))
 
 
+def _per_seed_table(table: list[dict]) -> Table | None:
+    """Every run's final Tab. 3 cells and wrapper floor (%), one row per seed."""
+    rows = tuple(
+        (
+            r["program"],
+            f"{r['lr']:g}",
+            f"{r['c_tr']:g}",
+            s["seed"],
+            s["status"],
+            *(s["cells"][c] for c in CELLS),
+            s["wrapper_floor_o_ft_cte0"],
+        )
+        for r in table
+        for s in r.get("per_seed", [])
+    )
+    if not rows:
+        return None
+    columns = ("program", "eta", "C_Tr", "seed", "status", *TABLE3_COLUMNS[3:7], "wrapper floor O_FT @C_Te=0")
+    return Table(columns=columns, rows=rows, float_format=".1f")
+
+
+def _findings_section(findings: list[dict]) -> Section:
+    """Each claim's outcome and why (results.json before schema 2 has only ``held``)."""
+    outcomes = {True: "held", False: "did not hold", None: "inconclusive"}
+    rows = tuple(
+        (f["claim"], f.get("outcome", outcomes[f["held"]]), f.get("reason", ""), f["measured"])
+        for f in findings
+    )
+    return Section(
+        title="Findings",
+        content=Table(columns=("claim", "outcome", "why", "measured (every seed)"), rows=rows),
+        caption="Each Tracr claim of the study, checked on every seed: held (on all seeds), did not hold (on "
+        "at least one), inconclusive, or not testable here (the claim's premise fails in this run).",
+    )
+
+
 def _table_sections(results: dict[str, Any]) -> list[Section]:
-    """Table 3 (and the longer arm's cells) beside the paper, then the findings."""
+    """Table 3 (and the longer arm's cells) beside the paper, every seed's cells, then the findings."""
     sections = [
         Section(
             title="Table 3: ours | paper",
             content=_table3_table(results["table3"]),
-            caption="Accuracy (%) at the end of fine-tuning: mean [95% Student-t CI over seeds] | the paper's "
-            "Tab. 3 cell. Diverged runs (non-finite loss) are excluded from the means and counted.",
+            caption=f"Accuracy (%) at the end of fine-tuning: mean [{_interval_label(results)}] | the paper's "
+            "Tab. 3 cell. Diverged runs (non-finite loss) are excluded from the means and counted; every "
+            "seed's value is in the next table.",
         )
     ]
+    per_seed = _per_seed_table(results["table3"])
+    if per_seed is not None:
+        caption = (
+            "Each run's final accuracy (%) and the wrapper floor: the accuracy of answering count a + q "
+            "(Counter) or the letter q places after the 5th largest (Max-identifier) on the same C_Te = 0 inputs."
+        )
+        sections.append(Section(title="Table 3, every seed", content=per_seed, caption=caption))
     long = results.get("long_horizon") or {}
     if long.get("table3"):
         sections.append(
@@ -66,16 +135,7 @@ def _table_sections(results: dict[str, Any]) -> list[Section]:
                 "no CI with one seed).",
             )
         )
-    sections.append(
-        Section(
-            title="Findings",
-            content=Table(
-                columns=("claim", "measured", "held"),
-                rows=tuple((f["claim"], f["measured"], f["held"]) for f in results["findings"]),
-            ),
-            caption="Each Tracr claim of the study with what this run measured; 'held' is computed from the numbers.",
-        )
-    )
+    sections.append(_findings_section(results["findings"]))
     return sections
 
 
@@ -88,8 +148,8 @@ def _grid_curve_sections(results: dict[str, Any]) -> list[Section]:
     """Per program, Acc O_FT at C_Te=1 and Acc O_PT at C_Te=0 during fine-tuning, one series per eta x C_Tr."""
     config = results["config"]
     caption = (
-        "Mean over seeds with the min-max band; solid C_Tr = 1, dashed C_Tr = 0. Step 0 is the compiled model "
-        "after balancing and noise."
+        f"Mean over seeds with the {RANGE_BAND}; solid C_Tr = 1, dashed C_Tr = 0. Step 0 is the compiled "
+        "model after balancing and noise."
     )
     sections = []
     for program in config["programs"]:
@@ -198,8 +258,9 @@ def _pruning_sections(results: dict[str, Any]) -> list[Section]:
         series, "Acc O_PT (C_Te=0) after pruning the top-K weights", "K weights pruned", "Acc O_PT"
     )
     caption = (
-        "Mean over seeds of count-a accuracy after zeroing the K weights with the highest grad x weight on the "
-        "count-a loss (interp.pruning, weight level). The study reports >60 points from K = 1."
+        f"Count-a accuracy after zeroing the K weights with the highest grad x weight on the count-a loss "
+        f"(interp.pruning, weight level): mean over seeds with the {RANGE_BAND}. The study reports >60 points "
+        "from K = 1."
     )
     return [Section(title="Counter: single-weight pruning", content=fig, caption=caption)]
 
@@ -223,8 +284,8 @@ def _reverse_sections(results: dict[str, Any]) -> list[Section]:
     revived = {"revived": results["config"]["reverse_threshold"]}
     fig = _accuracy_curves(series, title, "step (log)", "Acc O_PT", log_x=True, reference_lines=revived)
     caption = (
-        "Mean and min-max band over seeds. The Scr.+FT control is the compiled Counter for b (an exact edit of the "
-        "operand detector), balanced and noised like the fine-tuned models."
+        f"Mean over seeds with the {RANGE_BAND}. The Scr.+FT control is the compiled Counter for b (an exact "
+        "edit of the operand detector), balanced and noised like the fine-tuned models."
     )
     return [Section(title="Counter: reverse fine-tuning to count a at eta_VS", content=fig, caption=caption)]
 
@@ -232,7 +293,13 @@ def _reverse_sections(results: dict[str, Any]) -> list[Section]:
 def _baseline_sections(results: dict[str, Any]) -> list[Section]:
     """The compiled programs' count-a accuracy under each weight-noise std, balanced or not."""
     rows = [
-        (program, row["weights"], row["std"], float(np.mean(row["acc_o_pt_cte0"])))
+        (
+            program,
+            row["weights"],
+            row["std"],
+            float(np.mean(row["acc_o_pt_cte0"])),
+            ", ".join(f"{a:.3f}" for a in row["acc_o_pt_cte0"]),
+        )
         for program, base in results["baselines"].items()
         if base
         for row in base["noise_sweep"]
@@ -243,11 +310,12 @@ def _baseline_sections(results: dict[str, Any]) -> list[Section]:
         Section(
             title="Compiled models under weight noise",
             content=Table(
-                columns=("program", "weights", "noise std", "Acc O_PT (C_Te=0)"),
+                columns=("program", "weights", "noise std", "Acc O_PT (C_Te=0), mean", "each seed"),
                 rows=tuple(rows),
             ),
-            caption="Mean over seeds. 'compiled': the weights as tracr wrote them; 'balanced': each ReLU neuron rescaled "
-            "to equal input/output norms (same function). The paper's noise (std 1e-3) destroys the exact Counter.",
+            caption="Count-a accuracy of the compiled programs under N(0, std^2) on every weight, per seed. "
+            "'compiled': the weights as tracr wrote them; 'balanced': each ReLU neuron rescaled to equal "
+            "input/output norms (same function). The paper's std is 1e-3; ours is the config's noise_std.",
         )
     ]
 
@@ -255,6 +323,7 @@ def _baseline_sections(results: dict[str, Any]) -> list[Section]:
 def write_study_report(results: dict[str, Any], path: Path) -> Path:
     """report.html from the study's results (as written to results.json); returns its path."""
     sections = [
+        _deviation_section(results),
         *_table_sections(results),
         *_grid_curve_sections(results),
         *_long_curve_sections(results),
@@ -267,8 +336,9 @@ def write_study_report(results: dict[str, Any], path: Path) -> Path:
     intro = (
         "<p>Fine-tuning the compiled Tracr Counter (count b instead of a) and Max-identifier (6th instead of 5th "
         f"largest) at CPU scale: {config['counter_steps']} / {config['max_identifier_steps']} "
-        f"SGD steps, batch 96, seeds {config['seeds']}; wall time {results['wall_seconds']:.0f} s with "
-        f"{results['workers']} workers. See results.json for every number.</p>"
+        f"SGD steps (the study: 10K), batch 96, seeds {config['seeds']}; wall time "
+        f"{results['wall_seconds']:.0f} s with {results['workers']} workers. The first table lists every way "
+        "these runs differ from the study; results.json has every number.</p>"
     )
     return write_report(
         path,

@@ -20,7 +20,7 @@ from procedural_tasks.tracr_batches import eval_name
 from procedural_tasks.tracr_finetuning import SUMMARY, finetune_lr
 
 STUDY = "tracr"  # results.json's "study": what `ftmech report` dispatches on
-SCHEMA_VERSION = 1  # of results.json; bumped when a field changes meaning
+SCHEMA_VERSION = 2  # of results.json; bumped when a field changes meaning (2: Student-t CIs, per-seed values)
 CELLS = (eval_name("pt", 1), eval_name("ft", 1), eval_name("pt", 0), eval_name("ft", 0))  # Tab. 3's order
 
 
@@ -30,8 +30,13 @@ def _read_optional(path: Path) -> Any:
 
 
 def _agg(values: Sequence[float], scale: float = 1.0) -> dict[str, Any] | None:
+    """Mean, std and Student-t 95% CI over the finite values (``interp.stats.aggregate``)."""
     values = [v * scale for v in values if v is not None and math.isfinite(v)]
     return aggregate(values) if values else None
+
+
+def _pct(value: float | None) -> float | None:
+    return None if value is None else 100.0 * value
 
 
 def load_runs(jobs: Sequence[Job], results: Sequence[JobResult]) -> list[dict[str, Any]]:
@@ -74,8 +79,8 @@ def _groups(runs: Sequence[dict]) -> dict[tuple[str, str, float], list[dict]]:
 
 
 def table3(runs: Sequence[dict]) -> list[dict[str, Any]]:
-    """Tab. 3's layout: per program x eta x C_Tr, Acc O_PT / O_FT at C_Te = 1 and 0 (%, mean and CI over
-    seeds, diverged runs excluded and counted), beside the paper's cell where it gives one."""
+    """Tab. 3's layout: per program x eta x C_Tr, Acc O_PT / O_FT at C_Te = 1 and 0 (%, every seed's value,
+    and their mean and Student-t CI with diverged runs excluded and counted), beside the paper's cell."""
     rows = []
     for (program, level, c_tr), group in _groups(runs).items():
         ok = [r for r in group if r["status"] == "ok"]
@@ -97,26 +102,53 @@ def table3(runs: Sequence[dict]) -> list[dict[str, Any]]:
                     for cell in CELLS
                 },
                 "wrapper_floor_o_ft_cte0": _agg(floor, 100.0),
+                "per_seed": _per_seed(group),
                 "paper": dict(zip(CELLS, paper, strict=True)) if paper else None,
             }
         )
     return rows
 
 
+def _per_seed(group: Sequence[dict]) -> list[dict[str, Any]]:
+    """Every seed's status, final Tab. 3 cells (%), and the wrapper floor of O_FT at C_Te = 0 (%) with the
+    number of inputs it was measured on."""
+    out = []
+    for run in sorted(group, key=lambda r: r["seed"]):
+        ft0 = run["history"][-1]["eval"][eval_name("ft", 0)] if run["history"] else {}
+        out.append(
+            {
+                "seed": run["seed"],
+                "status": run["status"],
+                "cells": {cell: _pct(run["final_accuracy"].get(cell)) for cell in CELLS},
+                "wrapper_floor_o_ft_cte0": _pct(ft0.get("shortcut_floor")),
+                "n_eval": ft0.get("n"),
+            }
+        )
+    return out
+
+
 def attention_summary(runs: Sequence[dict]) -> list[dict[str, Any]]:
     """Attention mass of the counting/read head from the answer position onto O_PT / O_FT / BOS keys."""
     rows = []
     for (program, level, c_tr), group in _groups(runs).items():
+        seeds = [r["seed"] for r in group if r["analysis"]]
         done = [r["analysis"] for r in group if r["analysis"]]
         if not done:
             continue
         layer = done[0]["attention"]["layer"]
         row: dict[str, Any] = {"program": program, "lr_level": level, "c_tr": c_tr, "layer": layer}
-        for which in ("start", "finetuned"):
-            row[which] = {
-                g: _agg([a["attention"][which][g][layer] for a in done])
-                for g in ("o_pt", "o_ft", "bos", "other")
+        mass = {
+            which: {
+                g: [a["attention"][which][g][layer] for a in done] for g in ("o_pt", "o_ft", "bos", "other")
             }
+            for which in ("start", "finetuned")
+        }
+        for which, groups in mass.items():
+            row[which] = {g: _agg(values) for g, values in groups.items()}
+        row["per_seed"] = [
+            {"seed": seed, **{which: {g: v[i] for g, v in groups.items()} for which, groups in mass.items()}}
+            for i, seed in enumerate(seeds)
+        ]
         row["detector"] = {
             which: {k: _agg([a["detector"][which][k] for a in done]) for k in done[0]["detector"][which]}
             for which in ("start", "finetuned")
@@ -134,7 +166,6 @@ def pruning_summary(runs: Sequence[dict]) -> list[dict[str, Any]]:
             continue
         ks = done[0]["ks"]
         target = eval_name("pt", 0)
-
         rows.append(
             {
                 "program": program,
@@ -151,6 +182,7 @@ def pruning_summary(runs: Sequence[dict]) -> list[dict[str, Any]]:
                 "gain_k1": _agg([_best_gain(p, ks, 1) for p in done], 100.0) if 1 in ks else None,
                 "gain_k4": _agg([_best_gain(p, ks, 4) for p in done], 100.0),
                 "gain_k_max": _agg([_best_gain(p, ks, max(ks)) for p in done], 100.0),
+                "seeds": [r["seed"] for r in group if r["analysis"]],
                 "per_seed_acc_o_pt_cte0": [p["accuracy"][target] for p in done],
                 "units_seed0": done[0]["units"][:4],
             }

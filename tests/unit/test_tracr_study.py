@@ -1,59 +1,86 @@
-"""The Tracr study slice: the Table-3 summary and report of a tiny study, presets, and the command line
-(``ftmech tracr finetune|analyse|compile`` through ``add_commands``; ``ftmech reproduce tracr`` through ``main``).
+"""The Tracr study slice: Table 3 of a tiny study in results.json and its report, the deviations table,
+presets, and the command line (``ftmech tracr finetune|analyse|compile`` through ``add_commands``;
+``ftmech reproduce tracr`` through ``main``).
 """
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from analyses.tracr.cli import add_commands, main
-from analyses.tracr.config import PRESETS, TracrStudyConfig
+from analyses.tracr.config import PRESETS, TracrStudyConfig, deviations_markdown
 from analyses.tracr.jobs import build_jobs, job_finetune
 from analyses.tracr.report import write_study_report
-from analyses.tracr.results import summarise
+from analyses.tracr.results import CELLS, summarise
 from interp.arguments import ArgParser
+from interp.config import to_dict
 from interp.errors import ConfigError
 from interp.jsonio import read_json, write_json
 from interp.reports import read_report_data
-from interp.sweeps import Job, JobResult
+from interp.stats import t_interval
+from interp.sweeps import JobResult
 
 # --- the Table-3 summary ----------------------------------------------------------------------------------
 
 
-def test_table3_summary_layout_from_a_tiny_run(tmp_path):
+def test_table3_cells_in_results_json_are_the_runs_final_accuracies(tmp_path):
     config = TracrStudyConfig(
         programs=("counter",),
         lr_levels=("M",),
         c_trs=(1.0,),
-        seeds=(0, 1),
-        counter_steps=1,
+        seeds=(0, 1, 2),
+        counter_steps=2,
         counter_letters=5,
-        eval_n=8,
+        eval_n=16,
         reverse_after=(),
         long_steps=None,
         analyse=False,
     )
     jobs = [j for j in build_jobs(config, tmp_path) if j.fn.endswith(":job_finetune")]
-    assert len(jobs) == 2  # one cell x 2 seeds
-    results = []
+    assert len(jobs) == 3  # one cell x 3 seeds
+    results, final = [], {}
     for job in jobs:
         value = job_finetune(out_dir=job.out_dir, **job.kwargs)
         results.append(JobResult(key=job.key, status="ok", out_dir=str(job.out_dir), value=value))
-    summary = summarise(config, jobs, results, wall_seconds=1.0, workers=1)
-    rows = {(r["program"], r["lr_level"], r["c_tr"]): r for r in summary["table3"]}
-    assert set(rows) == {("counter", "M", 1.0)}
-    row = rows[("counter", "M", 1.0)]
-    assert list(row["cells"]) == ["o_pt@cte1", "o_ft@cte1", "o_pt@cte0", "o_ft@cte0"]
-    assert row["n_seeds"] == 2 and row["n_diverged"] == 0
-    assert {"mean", "ci_low", "ci_high", "n"} <= set(row["cells"]["o_ft@cte1"])
-    assert row["cells"]["o_ft@cte1"]["n"] == 2
+        final[job.kwargs["finetune"]["train"]["seed"]] = value["final_accuracy"]
+    write_json(tmp_path / "results.json", summarise(config, jobs, results, wall_seconds=1.0, workers=1))
+    summary = read_json(tmp_path / "results.json")
+    assert summary["study"] == "tracr" and summary["schema_version"] == 2
+    [row] = summary["table3"]
+    assert (row["program"], row["lr_level"], row["c_tr"]) == ("counter", "M", 1.0)
+    assert (row["n_seeds"], row["n_diverged"]) == (3, 0)
     assert row["paper"] == {"o_pt@cte1": 0.3, "o_ft@cte1": 98.3, "o_pt@cte0": 4.2, "o_ft@cte0": 0.2}
-    assert isinstance(jobs[0], Job)
-    assert summary["study"] == "tracr" and summary["schema_version"] == 1
+    assert [s["seed"] for s in row["per_seed"]] == [0, 1, 2]
+    for cell in CELLS:
+        per_seed = [100 * final[seed][cell] for seed in (0, 1, 2)]
+        assert [s["cells"][cell] for s in row["per_seed"]] == pytest.approx(per_seed)
+        assert row["cells"][cell]["mean"] == pytest.approx(float(np.mean(per_seed)))
+        low, high = t_interval(per_seed)
+        assert (row["cells"][cell]["ci_low"], row["cells"][cell]["ci_high"]) == pytest.approx((low, high))
+    assert {f["outcome"] for f in summary["findings"]} <= {
+        "held",
+        "did not hold",
+        "inconclusive",
+        "not testable",
+    }
     # The report is rebuilt from results.json alone, as `ftmech report DIR` does.
-    write_json(tmp_path / "results.json", summary)
-    report = write_study_report(read_json(tmp_path / "results.json"), tmp_path / "report.html")
-    assert read_report_data(report)["data"]["table3"][0]["n_seeds"] == 2
+    report = write_study_report(summary, tmp_path / "report.html")
+    assert read_report_data(report)["data"]["table3"][0]["n_seeds"] == 3
+    html = report.read_text()
+    assert "Deviations from the study" in html and "Student-t 95% CI" in html
+
+
+def test_the_readme_shows_the_deviations_of_the_cpu_preset():
+    """Once the README carries the Tracr deviations table, it must be the one DEVIATIONS gives for ``cpu``."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = deviations_markdown(to_dict(PRESETS["cpu"]))
+    header = table.splitlines()[0]
+    if header not in readme:
+        pytest.skip("the README has no Tracr deviations table yet")
+    start = readme.index(header)
+    assert readme[start : start + len(table)] == table
 
 
 # --- command line ---------------------------------------------------------------------------------------
