@@ -182,18 +182,8 @@ def _key_groups(loaded: LoadedModel, tokens, words: tuple[str, ...]) -> dict:
     return {w: key_mask(tokens, [index[w]]) for w in words}
 
 
-def cmd_diff(args: argparse.Namespace) -> None:
-    (base_dir, ft_dir), capability = _open(args, args.base, args.finetuned)
-    base, finetuned, data = base_dir.model, ft_dir.model, capability.eval_set
-    weights = weight_diff(base, finetuned)
-    kl = kl_by_position(base, finetuned, data)
-    groups = _key_groups(base_dir, data.batch.tokens, args.attend_to)
-    attention = (
-        attention_diff(base, finetuned, data, query_pos="answer", key_groups=groups) if groups else None
-    )
-
-    rows = [m for m in weights.matrices if m.relative is not None]
-    heads = [f"L{layer}.H{h}" for layer in range(base.cfg.n_layers) for h in range(base.cfg.n_heads)]
+def _diff_figures(base, rows: list, kl, attention) -> list:
+    """Relative weight change per matrix, KL per position and, with ``--attend-to``, attention mass per head."""
     figures = [
         bar_figure(
             [{"name": "||dW||/||W||", "x": [m.name for m in rows], "ys": [[m.relative for m in rows]]}],
@@ -208,23 +198,34 @@ def cmd_diff(args: argparse.Namespace) -> None:
             y_title="KL (nats)",
         ),
     ]
-    if attention is not None:
-        figures.append(
-            bar_figure(
-                [
-                    {
-                        "name": f"{model_name} -> {word}",
-                        "x": heads,
-                        "ys": [[v for layer in attention.mass[model_name][word] for v in layer]],
-                    }
-                    for model_name in ("base", "finetuned")
-                    for word in groups
-                ],
-                title="Attention mass from the answer position to the --attend-to tokens per head",
-                x_title="layer.head",
-                y_title="attention mass",
-            )
-        )
+    if attention is None:
+        return figures
+    heads = [f"L{layer}.H{h}" for layer in range(base.cfg.n_layers) for h in range(base.cfg.n_heads)]
+    series = [
+        {
+            "name": f"{model_name} -> {word}",
+            "x": heads,
+            "ys": [[v for layer in attention.mass[model_name][word] for v in layer]],
+        }
+        for model_name in ("base", "finetuned")
+        for word in attention.mass["base"]
+    ]
+    title = "Attention mass from the answer position to the --attend-to tokens per head"
+    return [*figures, bar_figure(series, title=title, x_title="layer.head", y_title="attention mass")]
+
+
+def cmd_diff(args: argparse.Namespace) -> None:
+    (base_dir, ft_dir), capability = _open(args, args.base, args.finetuned)
+    base, finetuned, data = base_dir.model, ft_dir.model, capability.eval_set
+    weights = weight_diff(base, finetuned)
+    kl = kl_by_position(base, finetuned, data)
+    groups = _key_groups(base_dir, data.batch.tokens, args.attend_to)
+    attention = (
+        attention_diff(base, finetuned, data, query_pos="answer", key_groups=groups) if groups else None
+    )
+
+    rows = [m for m in weights.matrices if m.relative is not None]
+    figures = _diff_figures(base, rows, kl, attention)
     summary = {
         "base": args.base,
         "finetuned": args.finetuned,

@@ -58,6 +58,33 @@ def evidence_config(args: argparse.Namespace) -> EvidenceConfig:
     )
 
 
+def _relearning_sections(details: list[dict]) -> list[Section]:
+    """The fastest relearning curve per seed of the fine-tuned model and of the reference, if any ran."""
+    curves = [d["relearning"] for d in details if "relearning" in d]
+    if not curves:
+        return []
+    series = [
+        {
+            "name": who,
+            "x": curves[0][who]["curve"]["steps"],
+            "ys": [c[who]["curve"]["values"] for c in curves],
+        }
+        for who in ("fine-tuned", "reference")
+    ]
+    return [
+        Section(
+            title="Relearning",
+            content=curves_figure(
+                series, title="Relearning the capability", x_title="step", y_title="accuracy"
+            ),
+            caption=f"The fastest LR of the sweep per model; reference: {details[0]['reference_kind']}. Each "
+            f"model saw {curves[0]['fine-tuned']['examples_seen']} training examples per LR, drawn from a pool "
+            f"of {curves[0]['fine-tuned']['pool_size']} disjoint from the evaluation set (relearning can also "
+            "teach).",
+        )
+    ]
+
+
 def _report(out: Path, verdict: Verdict, details: list[dict], capability: str) -> None:
     rows = [[s.seed, s.label, s.reason] for s in verdict.seeds]
     summary = verdict.summary
@@ -95,28 +122,7 @@ def _report(out: Path, verdict: Verdict, details: list[dict], capability: str) -
                 "seed could not run counts as 0 here.",
             )
         )
-    curves = [d["relearning"] for d in details if "relearning" in d]
-    if curves:
-        series = [
-            {
-                "name": who,
-                "x": curves[0][who]["curve"]["steps"],
-                "ys": [c[who]["curve"]["values"] for c in curves],
-            }
-            for who in ("fine-tuned", "reference")
-        ]
-        sections.append(
-            Section(
-                title="Relearning",
-                content=curves_figure(
-                    series, title="Relearning the capability", x_title="step", y_title="accuracy"
-                ),
-                caption=f"The fastest LR of the sweep per model; reference: {details[0]['reference_kind']}. Each "
-                f"model saw {curves[0]['fine-tuned']['examples_seen']} training examples per LR, drawn from a pool "
-                f"of {curves[0]['fine-tuned']['pool_size']} disjoint from the evaluation set (relearning can also "
-                "teach).",
-            )
-        )
+    sections += _relearning_sections(details)
     write_report(
         out / "report.html", title=f"ftmech audit: {verdict.label}", intro_html="", sections=sections
     )

@@ -189,14 +189,22 @@ def collect_evidence(
         values = [v for v in details["patching"].values() if v is not None]
         fields["patch_restored"] = max(0.0, min(1.0, max(values))) if values else None
     if config.relearn is not None:
-        threshold = config.relearn.threshold_frac * pt.accuracy
-        ft_run = relearn(finetuned, capability, config.relearn, threshold=threshold, name="fine-tuned")
-        ref_run = relearn(reference, capability, config.relearn, threshold=threshold, name="reference")
-        fields |= {
-            "revival_steps": ft_run.curve.steps_to_threshold,
-            "reference_revival_steps": ref_run.curve.steps_to_threshold,
-            "revival_horizon": config.relearn.steps,
-            "reference_kind": reference_kind,
-        }
-        details["relearning"] = {"fine-tuned": ft_run.to_json(), "reference": ref_run.to_json()}
+        revival, details["relearning"] = _revival(
+            finetuned, reference, capability, config.relearn, pt.accuracy
+        )
+        fields |= revival | {"reference_kind": reference_kind}
     return AuditEvidence(**fields), details
+
+
+def _revival(finetuned, reference, capability: Capability, recipe: RelearnConfig, pt_accuracy: float):
+    """Steps to relearn the capability (to ``threshold_frac`` of the pretrained accuracy), fine-tuned model
+    and reference by one recipe, and both curves."""
+    threshold = recipe.threshold_frac * pt_accuracy
+    ft_run = relearn(finetuned, capability, recipe, threshold=threshold, name="fine-tuned")
+    ref_run = relearn(reference, capability, recipe, threshold=threshold, name="reference")
+    fields = {
+        "revival_steps": ft_run.curve.steps_to_threshold,
+        "reference_revival_steps": ref_run.curve.steps_to_threshold,
+        "revival_horizon": recipe.steps,
+    }
+    return fields, {"fine-tuned": ft_run.to_json(), "reference": ref_run.to_json()}

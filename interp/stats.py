@@ -84,7 +84,9 @@ def t_interval(
     return float(data.mean() - half), float(data.mean() + half)
 
 
-def aggregate(values: Sequence[float] | np.ndarray, *, confidence: float = 0.95) -> dict[str, float | int | None]:
+def aggregate(
+    values: Sequence[float] | np.ndarray, *, confidence: float = 0.95
+) -> dict[str, float | int | None]:
     """``{mean, std, ci_low, ci_high, n}`` of per-seed values, the CI a Student-t interval of the mean; std
     and CI are None for a single value."""
     data = np.asarray(values, dtype=float).ravel()
