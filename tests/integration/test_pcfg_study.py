@@ -1,12 +1,13 @@
 """The PCFG study end to end on the tiny preset: results, report, and a re-run that reuses every job."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from analyses.cli import main as cli_main
 from analyses.pcfg.cli import main
-from analyses.pcfg.config import PCFGStudyConfig
+from analyses.pcfg.config import DEVIATIONS, PCFGStudyConfig
 from analyses.pcfg.jobs import plan_study
 from interp.config import to_json
 from interp.errors import ConfigError
@@ -70,3 +71,9 @@ def test_study_config_validation() -> None:
     assert "high" in full.priors and {c for _, _, c in full.finetune_grid} == {0, 0.5, 0.8, 1}
     with pytest.raises(ConfigError, match="unknown grid"):
         PCFGStudyConfig.for_grid("huge")
+
+
+def test_the_readme_shows_every_pcfg_deviation() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for study, ours, why in DEVIATIONS:
+        assert f"| {study} | {ours} | {why} |" in readme
