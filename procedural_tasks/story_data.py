@@ -1,11 +1,15 @@
 """Story corpora of the TinyStories protocols (protocol §7): which stories, how they are split and tokenized.
 
-Two settings share every function here:
+Three settings share every function here:
 
 - ``synthetic``: `story_generator` stories with planted features, judged exactly by their rules (offline default);
+  template-generated, not TinyStories;
 - ``shared``: the 2,316-story sample at ``../shared/data/tinystories``, where only dialogue is labelled (exactly, by
   `story_features.has_dialogue`). Its stories are cut at a sentence boundary to ``max_story_chars`` and labelled
-  *after* the cut, so a label always describes the text the model sees.
+  *after* the cut, so a label always describes the text the model sees;
+- ``hub``: the study's data, a local copy of `TinyStories_all_data` (data*.json shards in ``data_dir``), labelled by
+  the features its Instruct prompts asked for, as the study labels them. Stories are never cut (a cut could drop
+  the labelled twist); the first ``n_stories`` labelled records are used.
 
 A fixed data seed makes one corpus per setting; model seeds vary initialisation and batch order. The corpus is
 split into pretraining, fine-tuning (deletion and recovery sets are built from it) and test parts (loss sets,
@@ -25,13 +29,13 @@ from interp.runtime import numpy_rng
 from procedural_tasks.story_features import label_exact_features, sentences
 from procedural_tasks.story_generator import StoryGeneratorConfig, generate_stories
 from procedural_tasks.story_instruct import format_instruct
-from procedural_tasks.story_loaders import load_shared_sample
+from procedural_tasks.story_loaders import load_local_hub_stories, load_shared_sample
 from procedural_tasks.story_records import FEATURES, INSTRUCT_FIELDS, StoryRecord, check_feature
 from procedural_tasks.story_tokenizer import StoryTokenizer, StoryTokenizerConfig, train_tokenizer
 
-SETTINGS = ("synthetic", "shared")
+SETTINGS = ("synthetic", "shared", "hub")
 
-Setting = Literal["synthetic", "shared"]
+Setting = Literal["synthetic", "shared", "hub"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,10 +43,11 @@ class StoryDataConfig:
     """Which corpus, how it is formatted, tokenized and split. One config gives one corpus (seeded)."""
 
     setting: Setting = (
-        "synthetic"  # synthetic (planted features) | shared (the 2,316-story sample; dialogue only)
+        "synthetic"  # synthetic (planted features) | shared (the 2,316-story sample; dialogue only) | hub
     )
+    data_dir: str | None = None  # hub: the folder of TinyStories_all_data data*.json shards
     feature: str = "twist"  # the feature to delete and recover (shared: only dialogue is labelled)
-    n_stories: int = 6000  # synthetic: stories generated (shared: all of the sample is used)
+    n_stories: int = 6000  # synthetic: stories generated; hub: records read (shared: the whole sample)
     fields: tuple[str, ...] = ("words", "features")  # Instruct lines (the study uses all four)
     max_story_chars: int | None = 600  # shared: cut stories at a sentence boundary to this length; None: keep
     n_ctx: int = 160  # tokens per text at most (<bos> text <eos>); longer texts are dropped
@@ -52,7 +57,9 @@ class StoryDataConfig:
 
     def __post_init__(self) -> None:
         if self.setting not in SETTINGS:
-            raise ConfigError(f"setting {self.setting!r} is unknown; use synthetic or shared")
+            raise ConfigError(f"setting {self.setting!r} is unknown; use synthetic, shared or hub")
+        if (self.setting == "hub") != (self.data_dir is not None):
+            raise ConfigError("setting hub reads data_dir (--data-dir DIR) and no other setting does")
         check_feature(self.feature)
         if self.setting == "shared" and self.feature != "dialogue":
             raise ConfigError(
@@ -79,7 +86,7 @@ class StoryDataConfig:
     @property
     def labelled_features(self) -> tuple[str, ...]:
         """Features labelled on every record of this setting (the probe targets)."""
-        return FEATURES if self.setting == "synthetic" else ("dialogue",)
+        return ("dialogue",) if self.setting == "shared" else FEATURES
 
 
 @dataclass(frozen=True)
@@ -118,9 +125,11 @@ def cut_story(text: str, max_chars: int) -> str:
 
 
 def load_story_corpus(config: StoryDataConfig) -> list[StoryRecord]:
-    """All records of the setting, labelled; the shared sample raises DataError when it is absent."""
+    """All records of the setting, labelled; absent shared or hub data raises a one-line DataError."""
     if config.setting == "synthetic":
         return generate_stories(config.n_stories, StoryGeneratorConfig(seed=config.seed))
+    if config.setting == "hub":
+        return load_local_hub_stories(config.data_dir or "", limit=config.n_stories)
     records = load_shared_sample()
     if config.max_story_chars is not None:
         records = [dataclasses.replace(r, story=cut_story(r.story, config.max_story_chars)) for r in records]

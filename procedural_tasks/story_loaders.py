@@ -3,6 +3,8 @@
 The hub loader downloads `TinyStories_all_data.tar.gz` (over 1 GB) into the Hugging Face cache once and
 extracts its 50 `data*.json` shards to `$FTMECH_DATA_DIR/tinystories/` (default `~/.cache/ftmech/`); later calls read
 the shards and never touch the network. Without the shards and without network it raises OfflineError at once.
+`load_local_hub_stories` reads an existing local copy of the shards only (the study's ``hub`` setting): no
+download, no network.
 """
 
 import json
@@ -22,7 +24,10 @@ PRETRAIN_SHARD_FRACTION = 0.8
 TEXT_SEPARATOR = "<|endoftext|>"
 SAMPLE_DIR_ENV = "FTMECH_TINYSTORIES_DIR"
 DATA_DIR_ENV = "FTMECH_DATA_DIR"
-OFFLINE_HINT = "pass --data synthetic or --data-dir PATH"
+OFFLINE_HINT = (
+    "use --setting synthetic, or --setting hub --data-dir DIR with the extracted TinyStories_all_data "
+    "data*.json shards in DIR"
+)
 
 _TERMINAL = re.compile(r"[.!?][\"”»’']?\s*$")
 
@@ -107,11 +112,11 @@ def load_local_stories(path: str | Path, *, source: str = "local") -> list[Story
             files = sorted(path.glob("*.txt"))
         if not files:
             raise DataError(
-                f"{path} has no .json, .jsonl or .txt story files; pass --data-dir to a TinyStories folder"
+                f"{path} has no .json, .jsonl or .txt story files; give a folder of TinyStories files"
             )
         return [r for f in files for r in load_local_stories(f, source=source)]
     if not path.is_file():
-        raise DataError(f"{path} does not exist; pass --data-dir to a TinyStories file or folder")
+        raise DataError(f"{path} does not exist; give a TinyStories file or folder")
     if path.suffix in (".json", ".jsonl"):
         return load_json_records(path, source=source)
     if path.suffix == ".txt":
@@ -249,3 +254,25 @@ def load_hub_stories(
     if not shards:
         raise DataError(f"{folder} has no shards for split {split!r}; delete the folder and download again")
     return [r for shard in shards for r in load_json_records(shard, source="hub")]
+
+
+def load_local_hub_stories(data_dir: str | Path, *, limit: int) -> list[StoryRecord]:
+    """The first ``limit`` labelled records of a local copy of `TinyStories_all_data` (its data*.json shards,
+    read in order), never touching the network: the study's data for the ``hub`` setting.
+
+    Records without instruction features carry no labels and are skipped. A folder without shards is a one-line
+    DataError that says where the shards come from.
+    """
+    folder = Path(data_dir)
+    shards = hub_shard_paths(folder)
+    if not shards:
+        raise DataError(
+            f"{folder} holds no TinyStories data*.json shards; extract {HUB_ARCHIVE} from the hub dataset "
+            f"{HUB_REPO_ID} into it, or use --setting synthetic"
+        )
+    records: list[StoryRecord] = []
+    for shard in shards:
+        records += [r for r in load_json_records(shard, source="hub") if r.known_features == FEATURES]
+        if len(records) >= limit:
+            break
+    return records[:limit]

@@ -33,12 +33,17 @@ def generation_seed(seed: int) -> int:
 
 
 def feature_judges(setting: str, feature: str) -> dict[str, Judge]:
-    """The local judges of ``feature`` by name: exact dialogue, or the planted rule ("strict") and its looser form."""
+    """The local judges of ``feature`` by name: exact dialogue, or the planted rule ("strict") and its looser form.
+
+    On real stories (``hub``) no local rule judges any other feature (the study used a fine-tuned GPT-3.5): none.
+    """
     check_feature(feature)
     if feature == "dialogue" or setting == "shared":
         if feature != "dialogue":
             raise ConfigError(f"only dialogue can be judged on real stories, not {feature!r}")
         return {"exact": has_dialogue}
+    if setting == "hub":
+        return {}
     judges = {"strict": SYNTHETIC_CLASSIFIERS[feature]}
     if feature in LOOSE_CLASSIFIERS:
         judges["loose"] = LOOSE_CLASSIFIERS[feature]
@@ -96,11 +101,10 @@ def generation_score(
     temperature: float = 1.0,
     batch_size: int = 128,
 ) -> GenerationScore:
-    """Sample one story per prompt (seeded ``torch.Generator``) and count those each judge says have ``feature``."""
+    """Sample one story per prompt (seeded ``torch.Generator``) and count those each judge says have ``feature``
+    (with no judge the generations are kept and nothing is counted)."""
     if not prompts:
         raise DataError("generation_score needs at least one prompt")
-    if not judges:
-        raise ConfigError("generation_score needs at least one judge")
     rows = tokenizer.encode_batch(list(prompts))
     n_ctx = getattr(getattr(model, "cfg", None), "n_ctx", None)
     if n_ctx is not None:

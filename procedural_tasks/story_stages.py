@@ -32,6 +32,7 @@ from procedural_tasks.story_data import (
     build_story_tokenizer,
 )
 from procedural_tasks.story_deletion import DeletionConfig, build_deletion_set, drop_feature, keep_feature
+from procedural_tasks.story_records import StoryRecord
 from procedural_tasks.story_scoring import generation_seed, score_model
 from procedural_tasks.story_tokenizer import StoryTokenizer
 
@@ -124,6 +125,13 @@ def _train_with_loss(
     return result, curve
 
 
+def pretrain_records(config: StoryPretrainConfig, splits: StorySplits) -> list[StoryRecord]:
+    """The pretraining stories: the pretraining split, without the feature's stories for the control."""
+    if config.with_feature:
+        return list(splits.pretrain)
+    return drop_feature(splits.pretrain, config.data.feature)
+
+
 def run_story_pretrain(
     config: StoryPretrainConfig, out_dir: str | Path, *, tokenizer: StoryTokenizer | None = None
 ) -> dict:
@@ -131,8 +139,7 @@ def run_story_pretrain(
     out = Path(out_dir)
     tokenizer = tokenizer or build_story_tokenizer(config.data)
     splits = build_story_splits(config.data, tokenizer)
-    records = splits.pretrain if config.with_feature else drop_feature(splits.pretrain, config.data.feature)
-    stories = encode_stories(tokenizer, records, config.data, salt=1)
+    stories = encode_stories(tokenizer, pretrain_records(config, splits), config.data, salt=1)
     model_config = config.model.for_task(d_vocab=tokenizer.vocab_size, n_ctx=config.data.n_ctx)
     model = build_model(model_config, device=config.train.device)
     eval_stories = _feature_eval(config.data, tokenizer, splits, config.eval_n)

@@ -31,6 +31,7 @@ from procedural_tasks.story_loaders import (
     SAMPLE_DIR_ENV,
     TEXT_SEPARATOR,
     load_hub_stories,
+    load_local_hub_stories,
     load_local_stories,
     load_shared_sample,
     record_from_json,
@@ -137,7 +138,8 @@ def test_hub_loader_raises_offline_error_fast_with_hf_hub_offline(monkeypatch, t
         load_hub_stories(data_dir=tmp_path / "shards", hub_cache_dir=tmp_path / "hf")
     assert time.perf_counter() - start < 5
     message = str(err.value)
-    assert "\n" not in message and "HF_HUB_OFFLINE" in message and "--data synthetic" in message
+    assert "\n" not in message and "HF_HUB_OFFLINE" in message
+    assert "--setting synthetic" in message and "--setting hub --data-dir DIR" in message
 
 
 def test_hub_cache_miss_online_becomes_offline_error(monkeypatch, tmp_path):
@@ -153,7 +155,7 @@ def test_hub_cache_miss_online_becomes_offline_error(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    with pytest.raises(OfflineError, match="there is no network; pass --data synthetic or --data-dir PATH"):
+    with pytest.raises(OfflineError, match="there is no network; use --setting synthetic, or --setting hub"):
         load_hub_stories(data_dir=tmp_path / "shards")
     assert calls[0]["local_files_only"] is False
 
@@ -188,6 +190,23 @@ def test_hub_loader_extracts_the_archive_and_splits_shards(monkeypatch, tmp_path
     assert len(load_hub_stories(split="train", max_shards=2, data_dir=data_dir)) == 4
     with pytest.raises(ConfigError, match="split"):
         load_hub_stories(split="dev", data_dir=data_dir)
+
+
+def test_local_hub_copy_reads_shards_in_order_offline_and_skips_unlabelled_records(tmp_path):
+    shards = [_shard(i) for i in range(3)]
+    shards[0].append({"story": "No labels.", "instruction": {"words": ["w"]}})
+    for i, shard in enumerate(shards):
+        (tmp_path / f"data{i:02d}.json").write_text(json.dumps(shard))
+    records = load_local_hub_stories(tmp_path, limit=3)
+    assert [r.story for r in records] == ["Story 0.0.", "Story 0.1.", "Story 1.0."]
+    assert all(r.source == "hub" and r.known_features == FEATURES for r in records)
+    with pytest.raises(DataError) as err:
+        load_local_hub_stories(tmp_path / "empty", limit=3)
+    assert (
+        "\n" not in str(err.value)
+        and "data*.json" in str(err.value)
+        and "--setting synthetic" in str(err.value)
+    )
 
 
 # ---------------------------------------------------------------- Instruct formatting
