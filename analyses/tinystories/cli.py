@@ -34,7 +34,7 @@ from interp.models import n_params
 from interp.runtime import numpy_rng
 from interp.study_runs import SweepOptions, study_flags
 from procedural_tasks.story_checkpoints import load_hub_story_model, load_story_checkpoint
-from procedural_tasks.story_data import build_story_splits, load_story_corpus, split_records
+from procedural_tasks.story_data import StoryDataConfig, build_story_splits, load_story_corpus, split_records
 from procedural_tasks.story_deletion import DeletionConfig, build_deletion_set
 from procedural_tasks.story_instruct import format_instruct
 from procedural_tasks.story_loaders import shared_sample_dir
@@ -45,6 +45,7 @@ from procedural_tasks.story_stages import (
     run_story_recovery,
 )
 
+DATA_DIR_HELP = "hub: a local TinyStories_all_data folder (its data*.json shards; nothing is downloaded)"
 DATA_SETS = (
     "pretrain",
     "filter",
@@ -66,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--setting",
         default="both",
-        choices=["synthetic", "shared", "both"],
-        help="synthetic twist, shared-sample dialogue, or both (default)",
+        choices=["synthetic", "shared", "hub", "both"],
+        help="synthetic twist (template-generated stories), shared-sample dialogue, both (default: synthetic "
+        "and shared), or hub (the study's data from --data-dir)",
     )
+    p.add_argument("--data-dir", type=existing_dir, help=DATA_DIR_HELP)
     p.add_argument(
         "--preset", default="cpu", help="cpu (minutes, the default) or gpu (the study's 91M model)"
     )
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 def study_configs(args: argparse.Namespace) -> list[TinyStoriesStudyConfig]:
     """The configs named by the command-line flags."""
     make = lookup(PRESETS, args.preset, "preset")
+    _check_data_dir(args.setting, args.data_dir)
     if args.config:
         configs = [load_config(TinyStoriesStudyConfig, args.config)]
     else:
@@ -98,7 +102,7 @@ def study_configs(args: argparse.Namespace) -> list[TinyStoriesStudyConfig]:
                     "ftmech: skipping the shared setting: the TinyStories sample (../shared/data/tinystories) is absent"
                 )
                 continue
-            configs.append(make(setting))
+            configs.append(make(setting, **_data_dir(setting, args.data_dir)))
     overrides: dict[str, Any] = {}
     if args.seeds is not None:
         overrides["seeds"] = tuple(range(args.seeds))
@@ -110,6 +114,19 @@ def study_configs(args: argparse.Namespace) -> list[TinyStoriesStudyConfig]:
     if not configs:
         raise DataError("no setting to run; pass --setting synthetic")
     return configs
+
+
+def _check_data_dir(setting: str, data_dir: str | None) -> None:
+    """--data-dir goes with --setting hub, and only with it."""
+    if setting == "hub" and data_dir is None:
+        raise ConfigError(f"--setting hub needs --data-dir DIR: {DATA_DIR_HELP}")
+    if setting != "hub" and data_dir is not None:
+        raise ConfigError("--data-dir is read only by --setting hub; drop it or add --setting hub")
+
+
+def _data_dir(setting: str, data_dir: str | None) -> dict[str, str]:
+    """The config override of the hub setting's data folder (none for the other settings)."""
+    return {"data_dir": str(Path(data_dir).resolve())} if setting == "hub" and data_dir else {}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -137,7 +154,13 @@ def _study_config(args: argparse.Namespace) -> TinyStoriesStudyConfig:
     for flag in ("n_stories", "n_ctx", "vocab_size", "batch_size"):
         if getattr(args, flag, None) is not None:
             overrides[flag] = getattr(args, flag)
-    return cpu_study_config(args.setting, **overrides)
+    _check_data_dir(args.setting, args.data_dir)
+    return cpu_study_config(args.setting, **overrides, **_data_dir(args.setting, args.data_dir))
+
+
+def _checkpoint_study(data: StoryDataConfig) -> TinyStoriesStudyConfig:
+    """The CPU study of a checkpoint's corpus: the recipe its later stages train with."""
+    return cpu_study_config(data.setting, feature=data.feature, data_dir=data.data_dir)
 
 
 def _stage_lr(args: argparse.Namespace, ckpt_dir: str) -> float:
@@ -186,7 +209,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
     if args.lr is None and args.lr_level is None:
         raise ConfigError("give --lr-level M or S (eta_PT/10 or eta_PT/100 of the base's LR) or --lr")
     base = load_story_checkpoint(args.base)
-    study = cpu_study_config(base.data.setting, feature=base.data.feature)
+    study = _checkpoint_study(base.data)
     level = args.lr_level if args.lr is None else None
     lr = _stage_lr(args, args.base)
     config = study.deletion_stage(args.kind, args.seed, lr_level=level, lr=lr, **_train_args(args))
@@ -195,7 +218,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_recover(args: argparse.Namespace) -> None:
-    study = cpu_study_config(load_story_checkpoint(args.start).data.setting)
+    study = _checkpoint_study(load_story_checkpoint(args.start).data)
     lr = _stage_lr(args, args.start)
     config = study.recovery_stage(args.seed, n_generations=args.n_generations, lr=lr, **_train_args(args))
     summary = run_story_recovery(config, args.start, args.out)
@@ -223,7 +246,8 @@ def cmd_hub(args: argparse.Namespace) -> None:
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--setting", default="synthetic", choices=["synthetic", "shared"], help="corpus")
+    p.add_argument("--setting", default="synthetic", choices=["synthetic", "shared", "hub"], help="corpus")
+    p.add_argument("--data-dir", type=existing_dir, help=DATA_DIR_HELP)
     p.add_argument("--feature", help="feature to delete/recover (default: twist, or dialogue for shared)")
     p.add_argument("--n-stories", type=positive_int, help="synthetic corpus size")
     p.add_argument("--n-ctx", type=positive_int, help="tokens per text at most")

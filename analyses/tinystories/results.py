@@ -1,7 +1,9 @@
 """``results.json`` of the TinyStories study: per setting, laid out like the study's Table 1 and Fig. 11.
 
-Every number is read from the finished job directories; missing jobs are listed, not guessed. Counts are pooled
-over seeds (seeds treated as extra samples) with Wilson 95% intervals.
+Every number is read from the finished job directories; missing jobs are listed, not guessed. Each rate (a
+generation score, a probe accuracy) is given for every seed, with that seed's Wilson 95% interval where it is a
+count, then as a mean over seeds with a Student-t 95% interval (``over_seeds``): seeds are replicates, not extra
+samples.
 """
 
 from collections.abc import Sequence
@@ -17,8 +19,8 @@ from analyses.tinystories.jobs import Plan
 from interp.config import to_dict
 from interp.jsonio import read_json
 from interp.probing import split_indices
-from interp.revival import revival_curve, speedup
-from interp.stats import wilson_ci
+from interp.revival import RevivalCurve, revival_curve, speedup
+from interp.stats import t_interval
 from interp.sweeps import JobResult
 from procedural_tasks.story_checkpoints import TOKENIZER_FILE
 from procedural_tasks.story_data import build_story_splits
@@ -26,7 +28,7 @@ from procedural_tasks.story_scoring import feature_judges, judged_count
 from procedural_tasks.story_tokenizer import StoryTokenizer
 
 STUDY = "tinystories"  # results["study"]: what `ftmech report` dispatches on
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # of results.json; 2: every seed's value with a t-interval over seeds
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,33 @@ def _read_runs(plan: Plan) -> _Runs:
     )
 
 
-def _pooled(counts: Sequence[dict]) -> dict:
-    """Sum k and n over seeds; the Wilson interval of the pooled rate (seeds treated as extra samples)."""
-    k, n = sum(c["k"] for c in counts), sum(c["n"] for c in counts)
-    return judged_count(k, n).to_json()
+def over_seeds(seeds: Sequence[int], values: Sequence[float], **per_seed: Sequence[Any]) -> dict:
+    """A rate over seeds: every seed's value (and ``per_seed`` details), their mean and the Student-t 95%
+    interval of the mean (clipped to [0, 1]; None for one seed)."""
+    interval = t_interval(values)
+    low, high = (None, None) if interval is None else (max(0.0, interval[0]), min(1.0, interval[1]))
+    return {
+        "seeds": list(seeds),
+        "values": [float(v) for v in values],
+        **{k: list(v) for k, v in per_seed.items()},
+        "mean": float(np.mean(values)),
+        "ci_low": low,
+        "ci_high": high,
+    }
 
 
-def _primary_judge(judges: Sequence[str]) -> str:
-    return "loose" if "loose" in judges else judges[0]
+def _scores_over_seeds(per_seed: dict[int, dict]) -> dict:
+    """One judge's counts of each seed (``{seed: {k, n, ...}}``) over seeds, with each seed's Wilson interval."""
+    seeds = sorted(per_seed)
+    counts = [judged_count(per_seed[s]["k"], per_seed[s]["n"]).to_json() for s in seeds]
+    return over_seeds(seeds, [c["rate"] for c in counts], counts=counts)
+
+
+def _primary_judge(judges: Sequence[str]) -> str | None:
+    """The strict rule where there is one (the loose rule is reported beside it); None where nothing judges."""
+    if not judges:
+        return None
+    return "strict" if "strict" in judges else judges[0]
 
 
 def study_rows(config: TinyStoriesStudyConfig) -> list[str]:
@@ -86,16 +107,18 @@ def _header(config: TinyStoriesStudyConfig, failed: list[str], wall_seconds: flo
 
 
 def _pretrained(config: TinyStoriesStudyConfig, runs: _Runs, judges: Sequence[str]) -> dict[str, Any]:
-    """The pretrained model's pooled score, its per-seed numbers and the never-had-it model's loss."""
+    """The pretrained model's score (per seed, then over seeds) and loss, and the never-had-it model's loss."""
     analyses = runs.analyses
     any_analysis = next(iter(analyses.values()))
-    score = {j: _pooled([analyses[s]["pretrained_score"]["judges"][j] for s in analyses]) for j in judges}
+    score = {
+        j: _scores_over_seeds({s: analyses[s]["pretrained_score"]["judges"][j] for s in analyses})
+        for j in judges
+    }
     return {
         "n_params": any_analysis["n_params"],
         "splits": next(iter(runs.pretrains.values()))["splits"] if runs.pretrains else None,
         "pretrained": {
             "score": score,
-            "score_per_seed": {s: analyses[s]["pretrained_score"]["judges"] for s in analyses},
             "feature_loss_per_seed": {s: analyses[s]["pretrained_feature_loss"] for s in analyses},
             "examples": any_analysis["pretrained_score"]["examples"],
         },
@@ -108,7 +131,7 @@ def _pretrained(config: TinyStoriesStudyConfig, runs: _Runs, judges: Sequence[st
 
 
 def _table1(config: TinyStoriesStudyConfig, runs: _Runs, rows: Sequence[str], judges: Sequence[str]) -> dict:
-    """Generation scores during recovery, pooled over seeds, beside the study's printed Table 1."""
+    """Generation scores during recovery, per seed and over seeds, beside the study's printed Table 1."""
     steps = list(config.score_steps)
     table: dict[str, Any] = {
         "columns": steps,
@@ -120,13 +143,15 @@ def _table1(config: TinyStoriesStudyConfig, runs: _Runs, rows: Sequence[str], ju
         per_seed = {s: runs.recoveries[s, row]["scores"] for s in config.seeds if (s, row) in runs.recoveries}
         if not per_seed:
             continue
-        pooled = {
-            str(step): {j: _pooled([per_seed[s][str(step)]["judges"][j] for s in per_seed]) for j in judges}
+        scores = {
+            str(step): {
+                j: _scores_over_seeds({s: per_seed[s][str(step)]["judges"][j] for s in per_seed})
+                for j in judges
+            }
             for step in steps
         }
         table["rows"][row] = {
-            "pooled": pooled,
-            "per_seed": {s: {st: v["judges"] for st, v in sc.items()} for s, sc in per_seed.items()},
+            "scores": scores,
             "examples_at_0": next(iter(per_seed.values()))["0"]["examples"],
         }
     return table
@@ -148,9 +173,27 @@ def _recovery_curves(config: TinyStoriesStudyConfig, runs: _Runs, rows: Sequence
     return curves
 
 
-def _revival_entry(config: TinyStoriesStudyConfig, runs: _Runs, row: str, seed: int, primary: str) -> dict:
-    """Steps to the pretrained model's loss (x (1 + tolerance)) and to a fraction of its score, with the curves
-    (under ``_loss_curve``/``_score_curve``) for the speed-ups against the control."""
+def _score_revival(
+    config: TinyStoriesStudyConfig, runs: _Runs, row: str, seed: int, primary: str
+) -> RevivalCurve:
+    """The primary judge's score during recovery against a fraction of the pretrained model's score."""
+    ref_rate = runs.analyses[seed]["pretrained_score"]["judges"][primary]["rate"]
+    scores = runs.recoveries[seed, row]["scores"]
+    steps = list(config.score_steps)
+    return revival_curve(
+        f"{row} seed {seed}",
+        steps,
+        [scores[str(st)]["judges"][primary]["rate"] for st in steps],
+        threshold=config.score_threshold_frac * ref_rate,
+        horizon=config.recovery_steps,
+    )
+
+
+def _revival_entry(
+    config: TinyStoriesStudyConfig, runs: _Runs, row: str, seed: int, primary: str | None
+) -> dict:
+    """Steps to the pretrained model's loss (x (1 + tolerance)) and to a fraction of its score (where a judge
+    scores it), with the curves (under ``_loss_curve``/``_score_curve``) for the speed-ups against the control."""
     curve = runs.recoveries[seed, row]["loss_curve"]
     analysis = runs.analyses[seed]
     threshold = analysis["pretrained_feature_loss"] * (1 + config.loss_tolerance)
@@ -161,17 +204,7 @@ def _revival_entry(config: TinyStoriesStudyConfig, runs: _Runs, row: str, seed: 
         threshold=-threshold,
         horizon=config.recovery_steps,
     )
-    ref_rate = analysis["pretrained_score"]["judges"][primary]["rate"]
-    scores = runs.recoveries[seed, row]["scores"]
-    steps = list(config.score_steps)
-    score_curve = revival_curve(
-        f"{row} seed {seed}",
-        steps,
-        [scores[str(st)]["judges"][primary]["rate"] for st in steps],
-        threshold=config.score_threshold_frac * ref_rate,
-        horizon=config.recovery_steps,
-    )
-    return {
+    entry: dict[str, Any] = {
         "loss": {
             "threshold": threshold,
             "steps_to_threshold": loss_curve.steps_to_threshold,
@@ -179,13 +212,19 @@ def _revival_entry(config: TinyStoriesStudyConfig, runs: _Runs, row: str, seed: 
             "start_loss": curve[0]["feature_loss"],
             "final_loss": curve[-1]["feature_loss"],
         },
-        "score": {"threshold": score_curve.threshold, "steps_to_threshold": score_curve.steps_to_threshold},
         "_loss_curve": loss_curve,
-        "_score_curve": score_curve,
     }
+    if primary is not None:
+        score_curve = _score_revival(config, runs, row, seed, primary)
+        entry["score"] = {
+            "threshold": score_curve.threshold,
+            "steps_to_threshold": score_curve.steps_to_threshold,
+        }
+        entry["_score_curve"] = score_curve
+    return entry
 
 
-def _revival(config: TinyStoriesStudyConfig, runs: _Runs, rows: Sequence[str], primary: str) -> dict:
+def _revival(config: TinyStoriesStudyConfig, runs: _Runs, rows: Sequence[str], primary: str | None) -> dict:
     """Per row and seed: how fast recovery reaches the pretrained model, and the speed-up over the control."""
     revival: dict[str, dict] = {}
     for row in rows:
@@ -204,17 +243,17 @@ def _revival(config: TinyStoriesStudyConfig, runs: _Runs, rows: Sequence[str], p
             control = revival.get(CONTROL, {}).get(s)
             if control is None:
                 continue
-            for measure in ("loss", "score"):
+            for measure in ("loss", "score") if primary is not None else ("loss",):
                 gain = speedup(entry[f"_{measure}_curve"], control[f"_{measure}_curve"])
                 entry[measure]["speedup_vs_control"] = gain.to_json()
     for entries in revival.values():
         for entry in entries.values():
-            entry.pop("_loss_curve"), entry.pop("_score_curve")
+            entry.pop("_loss_curve"), entry.pop("_score_curve", None)
     return revival
 
 
 def _probe_rows(probes: dict, feature_index: int) -> list[dict]:
-    """Per layer: held-out accuracy of one feature, with k of n for a Wilson interval."""
+    """Per layer: held-out accuracy of one feature on ``n`` test stories."""
     rows = []
     for i, layer in enumerate(probes["layers"]):
         acc = layer["feature_accuracy"][feature_index]
@@ -224,35 +263,30 @@ def _probe_rows(probes: dict, feature_index: int) -> list[dict]:
                 "hook": layer["hook"],
                 "accuracy": acc,
                 "n": layer["n_test"],
-                "k": int(round(acc * layer["n_test"])),
                 "control_accuracy": layer.get("control_accuracy"),
             }
         )
     return rows
 
 
-def _pooled_probe_layer(per_seed: dict[int, list[dict]], li: int, layer: str) -> dict:
-    k = sum(per_seed[s][li]["k"] for s in per_seed)
-    n = sum(per_seed[s][li]["n"] for s in per_seed)
-    low, high = wilson_ci(k, n)
+def _probe_layer(per_seed: dict[int, list[dict]], li: int, layer: str) -> dict:
+    """One block's held-out probe accuracy: every seed's (with its number of test stories), then over seeds."""
+    seeds = sorted(per_seed)
+    rows = [per_seed[s][li] for s in seeds]
     return {
         "layer": layer,
-        "accuracy": k / n,
-        "ci_low": low,
-        "ci_high": high,
-        "n": n,
-        "per_seed": [per_seed[s][li]["accuracy"] for s in per_seed],
-        "control_task_accuracy": float(np.mean([per_seed[s][li]["control_accuracy"] for s in per_seed])),
+        **over_seeds(seeds, [r["accuracy"] for r in rows], n=[r["n"] for r in rows]),
+        "control_task_accuracy": float(np.mean([r["control_accuracy"] for r in rows])),
     }
 
 
 def _probe_model(analyses: dict[int, dict], name: str, features: list[str], feature_index: int) -> dict:
-    """One model's probe accuracy per block: the study's feature pooled over seeds, every feature's mean."""
+    """One model's probe accuracy per block: the study's feature per seed and over seeds, every feature's mean."""
     per_seed = {s: _probe_rows(analyses[s]["probes"][name], feature_index) for s in analyses}
     layers = [r["layer"] for r in next(iter(per_seed.values()))]
     layer_rows = {s: analyses[s]["probes"][name]["layers"] for s in analyses}
     return {
-        "feature": [_pooled_probe_layer(per_seed, li, layer) for li, layer in enumerate(layers)],
+        "feature": [_probe_layer(per_seed, li, layer) for li, layer in enumerate(layers)],
         "all_features_mean_over_seeds": {
             f: [
                 float(np.mean([layer_rows[s][li]["feature_accuracy"][j] for s in analyses]))
@@ -267,7 +301,7 @@ def _probe_model(analyses: dict[int, dict], name: str, features: list[str], feat
 
 
 def probe_feature_floors(plan: Plan, seeds: Sequence[int]) -> dict:
-    """The majority-class floor of the probed feature on each seed's held-out probe split (and pooled).
+    """The majority-class floor of the probed feature on each seed's held-out probe split.
 
     interp.probing reports one floor averaged over all features of a multi-label probe; this rebuilds the probe
     labels and the seeded split to give the floor of the one feature the study is about.
@@ -276,14 +310,12 @@ def probe_feature_floors(plan: Plan, seeds: Sequence[int]) -> dict:
     tokenizer = StoryTokenizer.load(plan.tokenizer / TOKENIZER_FILE)
     test = build_story_splits(config.data, tokenizer).test
     labels = np.array([config.feature in r.features for r in test])
-    per_seed, hits, total = {}, 0, 0
+    floors = []
     for seed in seeds:
         train_idx, test_idx = split_indices(len(labels), config.probe_test_frac, seed)
         majority = labels[train_idx].mean() >= 0.5
-        correct = int((labels[test_idx] == majority).sum())
-        per_seed[seed] = correct / len(test_idx)
-        hits, total = hits + correct, total + len(test_idx)
-    return {"per_seed": per_seed, "pooled": hits / total if total else None}
+        floors.append(float((labels[test_idx] == majority).mean()))
+    return {"seeds": list(seeds), "values": floors, "mean": float(np.mean(floors))}
 
 
 def _fig11(plan: Plan, runs: _Runs, rows: Sequence[str]) -> dict:
@@ -304,19 +336,17 @@ def _fig11(plan: Plan, runs: _Runs, rows: Sequence[str]) -> dict:
 
 
 def _deletion(config: TinyStoriesStudyConfig, runs: _Runs, rows: Sequence[str], out: dict) -> dict:
-    """Per deletion row: the feature loss and the generation score before and after deletion."""
+    """Per deletion row with a recovery: each seed's feature loss before and after deletion (the scores before
+    and after are the pretrained score and the row's Table 1 column 0)."""
     deletion = {}
     for row in rows[:-1]:
-        per = [runs.deletions[s, row] for s in config.seeds if (s, row) in runs.deletions]
-        if not per or row not in out["table1"]["rows"]:
+        seeds = [s for s in config.seeds if (s, row) in runs.deletions and s in runs.analyses]
+        if not seeds or row not in out["table1"]["rows"]:
             continue
         deletion[row] = {
-            "feature_loss_before": [
-                runs.analyses[s]["pretrained_feature_loss"] for s in config.seeds if s in runs.analyses
-            ],
-            "feature_loss_after": [d["loss_curve"][-1]["feature_loss"] for d in per],
-            "score_before": out["pretrained"]["score"],
-            "score_after": out["table1"]["rows"][row]["pooled"]["0"],
+            "seeds": seeds,
+            "feature_loss_before": [runs.analyses[s]["pretrained_feature_loss"] for s in seeds],
+            "feature_loss_after": [runs.deletions[s, row]["loss_curve"][-1]["feature_loss"] for s in seeds],
         }
     return deletion
 
@@ -337,7 +367,7 @@ def collect_results(plan: Plan, results: Sequence[JobResult], *, wall_seconds: f
     out["revival"] = _revival(config, runs, rows, primary)
     out["fig11"] = _fig11(plan, runs, rows)
     out["deletion"] = _deletion(config, runs, rows, out)
-    out["findings"] = findings(out, config, primary)
+    out["findings"] = findings(out, config)
     out["complete"] = not failed
     return out
 

@@ -3,6 +3,7 @@ the report writer. Tiny sizes; no study is run."""
 
 import argparse
 import json
+import re
 
 import pytest
 
@@ -18,10 +19,13 @@ from analyses.tinystories.config import (
 from analyses.tinystories.jobs import plan_study
 from interp.arguments import ArgParser
 from interp.config import from_json, to_json
-from interp.errors import ConfigError
+from interp.errors import ConfigError, DataError
 from interp.lr_levels import lr_for_level
 from interp.models import PRESETS as MODEL_PRESETS
 from interp.revival import log_spaced_steps
+from procedural_tasks.story_data import load_story_corpus
+from procedural_tasks.story_loaders import OFFLINE_HINT
+from procedural_tasks.story_records import FEATURES
 
 
 def test_study_config_validates_and_round_trips():
@@ -152,3 +156,62 @@ def test_cli_stages_use_the_recipe_and_lr_levels_follow_the_base_links(tmp_path,
     assert set(recovered["scores"]) == {"0", "1", "2"}
     with pytest.raises(ConfigError, match="--lr-level"):
         run("delete", str(tmp_path / "pt"), *tiny, "--out", str(tmp_path / "x"))
+
+
+def _hub_copy(folder, n_shards: int = 2, per_shard: int = 30):
+    """A tiny local TinyStories_all_data: data*.json shards of records with the hub's fields."""
+    folder.mkdir()
+    features = (["Twist", "Dialogue"], ["Foreshadowing"], [], ["Twist", "BadEnding"])
+    for i in range(n_shards):
+        records = [
+            {
+                "story": f"Tom {j} went to the park. He saw a dog. Then, to everyone's surprise, it began to talk!"
+                if "Twist" in features[j % 4]
+                else f"Lily {j} played with a ball. It was red. She was happy.",
+                "instruction": {
+                    "prompt:": "Write a story.",
+                    "words": ["park", "dog"],
+                    "features": features[j % 4],
+                },
+                "summary": "A child plays.",
+                "source": "GPT-4",
+            }
+            for j in range(i * per_shard, (i + 1) * per_shard)
+        ]
+        (folder / f"data{i:02d}.json").write_text(json.dumps(records))
+    return folder
+
+
+def test_hub_setting_reads_a_local_copy_through_the_commands(tmp_path, capsys):
+    hub = _hub_copy(tmp_path / "hub")
+    args = build_parser().parse_args(["--setting", "hub", "--data-dir", str(hub)])
+    (config,) = study_configs(args)
+    assert (config.setting, config.feature, config.data_dir) == ("hub", "twist", str(hub.resolve()))
+    assert config.data.labelled_features == FEATURES
+    parser = ArgParser(prog="ftmech")
+    add_commands(parser.add_subparsers(dest="command"))
+    data = ["--setting", "hub", "--data-dir", str(hub), "--n-stories", "60", "--vocab-size", "300"]
+    args = parser.parse_args(["tinystories", "data", "--set", "filter", "--n", "2", *data])
+    args.handler(args)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["n_records"] > 0 and all("twist" not in line["features"] for line in lines[1:])
+    tiny = ["--steps", "2", "--batch-size", "4", "--device", "cpu", "--out", str(tmp_path / "pt")]
+    args = parser.parse_args(["tinystories", "pretrain", "--without-feature", *data, *tiny])
+    args.handler(args)
+    assert (
+        0 < json.loads(capsys.readouterr().out)["n_train"] < 42
+    )  # the 42 pretraining stories less the twists
+
+
+def test_hub_setting_errors_are_one_line_and_name_real_flags(tmp_path):
+    with pytest.raises(ConfigError, match="--setting hub needs --data-dir DIR"):
+        study_configs(build_parser().parse_args(["--setting", "hub"]))
+    with pytest.raises(ConfigError, match="--data-dir is read only by --setting hub"):
+        study_configs(build_parser().parse_args(["--setting", "synthetic", "--data-dir", str(tmp_path)]))
+    (config,) = study_configs(build_parser().parse_args(["--setting", "hub", "--data-dir", str(tmp_path)]))
+    with pytest.raises(DataError) as err:
+        load_story_corpus(config.data)
+    assert "\n" not in str(err.value) and "data*.json" in str(err.value)
+    options = {o for a in build_parser()._actions for o in a.option_strings}
+    for hint in (OFFLINE_HINT, str(err.value)):
+        assert set(re.findall(r"--[a-z][a-z-]*", hint)) <= options
