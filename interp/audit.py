@@ -90,6 +90,9 @@ class AuditEvidence:
     revival_steps: int | None = None  # fine-tuned model's relearning steps to threshold (None: censored)
     reference_revival_steps: int | None = None  # the reference's (None: censored)
     revival_horizon: int | None = None  # relearning steps run; None: revival not measured
+    reference_revival_horizon: int | None = (
+        None  # the reference's, where it relearned longer (None: the same)
+    )
     reference_kind: str | None = None  # what the reference is (never-had-it model, re-initialised copy)
     patch_restored: float | None = None  # largest fraction of the gap restored by one patched component
     seed: int | None = None
@@ -115,8 +118,12 @@ class AuditEvidence:
                 raise ConfigError("prune_select, prune_report and prune_random need one accuracy per K")
             if len(set(self.prune_ks)) != len(self.prune_ks) or min(self.prune_ks) < 0:
                 raise ConfigError(f"prune_ks must be distinct K >= 0, got {self.prune_ks}")
-        for steps in (self.revival_steps, self.reference_revival_steps):
-            if steps is not None and (self.revival_horizon is None or not 0 <= steps <= self.revival_horizon):
+        reference_horizon = self.reference_revival_horizon or self.revival_horizon
+        for steps, horizon in (
+            (self.revival_steps, self.revival_horizon),
+            (self.reference_revival_steps, reference_horizon),
+        ):
+            if steps is not None and (horizon is None or not 0 <= steps <= horizon):
                 raise ConfigError("revival steps need a revival_horizon and must lie in [0, horizon]")
 
     def to_json(self) -> dict:
@@ -190,9 +197,10 @@ def _revival(e: AuditEvidence, t: AuditThresholds) -> TestResult | None:
         )
     ft_steps = max(1, e.revival_steps)
     if e.reference_revival_steps is None:
-        bound = max(1, horizon) / ft_steps
+        bound = max(1, e.reference_revival_horizon or horizon) / ft_steps
         outcome: Outcome = "pass" if bound >= need else "undecided"
-        detail = f"revived in {e.revival_steps} steps; the {ref_text} not within {horizon}: speed-up >= {bound:.1f}x"
+        reference_horizon = e.reference_revival_horizon or horizon
+        detail = f"revived in {e.revival_steps} steps; the {ref_text} not within {reference_horizon}: speed-up >= {bound:.1f}x"
         return TestResult("revival", outcome, bound, need, detail)
     value = max(1, e.reference_revival_steps) / ft_steps
     detail = (

@@ -78,9 +78,9 @@ PRESETS: dict[str, PCFGPreset] = {
     "cpu": PCFGPreset(
         task=PCFGTaskConfig(window=40, region=32, families=("count",)),
         model="cpu",
-        pretrain_steps=800,
+        pretrain_steps=600,
         finetune_steps=250,
-        reverse_steps=400,
+        reverse_steps=300,
         batch_size=32,
         eval_n=256,
         final_eval_n=1000,

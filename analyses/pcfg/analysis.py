@@ -287,6 +287,7 @@ def _verdicts(analyses: list[dict], revival: dict, thresholds: AuditThresholds) 
                     revival_steps=speed[i]["steps"],
                     reference_revival_steps=speed[i]["control_steps"],
                     revival_horizon=speed[i]["horizon"],
+                    reference_revival_horizon=speed[i]["control_horizon"],
                     reference_kind="Scr.+FT control",
                 )
             items.append(evidence)

@@ -147,7 +147,7 @@ def _revival_results(config, plan) -> dict:
                 versus[control].append(
                     speedup(model, ref).to_json()
                     | {"steps": model.steps_to_threshold, "control_steps": ref.steps_to_threshold}
-                    | {"horizon": model.horizon}
+                    | {"horizon": model.horizon, "control_horizon": ref.horizon}
                 )
         metrics[name] = stats | {"auc_agg": _agg(stats["auc"]) if stats["auc"] else None}
         speedups[name] = {c: _speedup_summary(v) for c, v in versus.items() if v}

@@ -228,6 +228,18 @@ def _block_tests(rows: Sequence[dict], p_value) -> tuple[list[float], list[bool]
     return pvalues, holm(pvalues)
 
 
+PROBE_CRITERION = (
+    "at some block the deleted model's held-out probe accuracy exceeds the control's in every seed "
+    f"(one-sided two-proportion z-test per seed, the largest p over seeds), Holm-corrected over all blocks "
+    f"at {ALPHA:.0%}; testable only where the pretrained model's probe passes the same test"
+)
+FLOOR_CRITERION = (
+    "at some block the pretrained model's held-out probe accuracy exceeds that seed's majority floor in "
+    f"every seed (one-sided exact binomial test, the largest p over seeds), Holm-corrected over blocks at "
+    f"{ALPHA:.0%}"
+)
+
+
 def _above_control(model: Sequence[dict], control: Sequence[dict]) -> tuple[list[float], list[bool]]:
     """Per-block tests that ``model``'s probe reads the feature better than the control's, seed by seed."""
     ctrl = [dict(zip(c["seeds"], zip(c["values"], c["n"], strict=True), strict=True)) for c in control]
@@ -237,11 +249,7 @@ def _above_control(model: Sequence[dict], control: Sequence[dict]) -> tuple[list
 def _probe_finding(row: str, probes: dict, feature: str) -> dict:
     """After deletion ``row`` the feature probe still reads more than the never-had-it model's (Holm over blocks)."""
     claim = f"after {row} the {feature} probe stays above the never-had-it model's"
-    criterion = (
-        "at some block the deleted model's held-out probe accuracy exceeds the control's in every seed "
-        f"(one-sided two-proportion z-test per seed, the largest p over seeds), Holm-corrected over all blocks "
-        f"at {ALPHA:.0%}; testable only where the pretrained model's probe passes the same test"
-    )
+    criterion = PROBE_CRITERION
     deleted, control, pretrained = (probes[m]["feature"] for m in (row, CONTROL, PRETRAINED))
     pvalues, passed = _above_control(deleted, control)
     measured = "per block mean accuracy deleted / control, p (largest over seeds): " + "; ".join(
@@ -267,11 +275,7 @@ def _probe_finding(row: str, probes: dict, feature: str) -> dict:
 def _floor_finding(probes: dict, floor: dict, feature: str) -> dict:
     """The pretrained model's probe reads the feature above its majority floor at some block (Holm over blocks)."""
     claim = f"the pretrained model's {feature} probe reads the feature above its majority floor"
-    criterion = (
-        "at some block the pretrained model's held-out probe accuracy exceeds that seed's majority floor in "
-        f"every seed (one-sided exact binomial test, the largest p over seeds), Holm-corrected over blocks at "
-        f"{ALPHA:.0%}"
-    )
+    criterion = FLOOR_CRITERION
     rows = probes[PRETRAINED]["feature"]
     floors = dict(zip(floor["seeds"], floor["values"], strict=True))
     pvalues, passed = _block_tests(rows, lambda s, a, n, i: binomial_greater(a, n, floors[s]))

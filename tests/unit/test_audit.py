@@ -1,6 +1,7 @@
 """The audit's decision on hand-made evidence: every way it used to lean to "wrapped" now gives the honest
 label, ties and noisy evidence are inconclusive, and a pair's label needs a majority of seeds."""
 
+import dataclasses
 import json
 
 import pytest
@@ -95,6 +96,19 @@ def test_censored_reference_gives_a_lower_bound_that_decides_only_when_large_eno
     assert outcomes(fast)["revival"] == "pass"
     slow = evidence(revival_steps=100, reference_revival_steps=None)  # >= 2x only: undecided
     assert outcomes(slow)["revival"] == "undecided"
+
+
+def test_a_reference_that_relearned_longer_is_read_against_its_own_horizon():
+    # The fine-tuned model ran 100 steps, the reference 800: a reference step beyond 100 is valid data.
+    e = evidence(
+        revival_steps=5, reference_revival_steps=600, revival_horizon=100, reference_revival_horizon=800
+    )
+    assert outcomes(e)["revival"] == "pass"
+    censored = evidence(revival_steps=50, reference_revival_steps=None, revival_horizon=100)
+    longer = dataclasses.replace(censored, reference_revival_horizon=800)
+    assert outcomes(censored)["revival"] == "undecided" and outcomes(longer)["revival"] == "pass"  # 2x vs 16x
+    with pytest.raises(ConfigError, match="revival steps"):
+        evidence(reference_revival_steps=900, revival_horizon=100, reference_revival_horizon=800)
 
 
 def test_missing_revival_is_not_run_and_cannot_make_a_tie_wrapped():

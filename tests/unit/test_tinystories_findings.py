@@ -4,6 +4,7 @@ when stories are synthetic, puts the strict judge first and lists every deviatio
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +222,9 @@ def test_the_control_pretrains_on_stories_without_a_twist():
     assert not any(has_twist(t) or has_twist_opener(t) or "Twist" in t for t in texts)
     pretrained = pretrain_records(study.pretrain_stage(0), splits)
     assert sum(has_twist(r.story) for r in pretrained) == len(pretrained) - len(control) > 0
+
+
+def test_the_readme_shows_every_tinystories_deviation():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for d in DEVIATIONS:
+        assert f"| {d.aspect} | {d.study} | {d.ours} | {d.why} |" in readme
