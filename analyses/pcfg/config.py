@@ -1,39 +1,53 @@
 """What the PCFG study runs: the grid of priors, fine-tuning settings and controls; sizes come from the preset."""
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from interp.config import lookup
 from interp.errors import ConfigError
-from interp.lr_levels import LABELLINGS, LEVELS, OURS
+from interp.lr_levels import LABELLINGS, OURS
 from procedural_tasks.pcfg_protocols import study_preset
 from procedural_tasks.pcfg_tasks import PRIORS
 
 FinetuneSetting = tuple[str, str, float]  # (prior name, lr level, c_tr)
 
-GRIDS: dict[str, tuple[FinetuneSetting, ...]] = {
+
+class Grid(NamedTuple):
+    """A named study grid: the pretraining priors, the fine-tuning settings, and those reverse fine-tuned."""
+
+    priors: tuple[str, ...]
+    finetune: tuple[FinetuneSetting, ...]
+    reverse: tuple[FinetuneSetting, ...]
+
+
+GRIDS: dict[str, Grid] = {
     # The cpu-sized grid: the study's eta_M and eta_S arms on the low prior, the medium prior at eta_M, and
     # our own arm at eta_PT (none of the study's settings).
-    "default": (
-        ("low", OURS, 1.0),
-        ("low", "M", 0.0),
-        ("low", "M", 1.0),
-        ("low", "S", 1.0),
-        ("medium", "M", 1.0),
+    "default": Grid(
+        priors=("low", "medium"),
+        finetune=(
+            ("low", OURS, 1.0),
+            ("low", "M", 0.0),
+            ("low", "M", 1.0),
+            ("low", "S", 1.0),
+            ("medium", "M", 1.0),
+        ),
+        reverse=(("low", "M", 1.0), ("medium", "M", 1.0), ("low", OURS, 1.0)),
     ),
     # The study's Fig. 5 grid: priors H/M/L x eta_M/eta_S x C_Tr {0, 0.5, 0.8, 1}, and our eta_PT arm.
-    "full": (
-        *(
-            (prior, level, c)
-            for prior in ("low", "medium", "high")
-            for level in ("M", "S")
-            for c in (0, 0.5, 0.8, 1)
+    "full": Grid(
+        priors=("low", "medium", "high"),
+        finetune=(
+            *(
+                (prior, level, c)
+                for prior in ("low", "medium", "high")
+                for level in ("M", "S")
+                for c in (0, 0.5, 0.8, 1)
+            ),
+            ("low", OURS, 1.0),
         ),
-        ("low", OURS, 1.0),
+        reverse=(("low", "M", 1.0), ("medium", "M", 1.0), ("high", "M", 1.0), ("low", OURS, 1.0)),
     ),
-}
-GRID_PRIORS = {"default": ("low", "medium"), "full": ("low", "medium", "high")}
-GRID_REVERSE = {
-    "default": (("low", "M", 1.0), ("medium", "M", 1.0), ("low", OURS, 1.0)),
-    "full": (("low", "M", 1.0), ("medium", "M", 1.0), ("high", "M", 1.0), ("low", OURS, 1.0)),
 }
 
 
@@ -43,10 +57,10 @@ class PCFGStudyConfig:
 
     preset: str = "cpu"  # cpu (2-core CPU, minutes), paper (the study's sizes, GPU) or tiny (tests)
     seeds: tuple[int, ...] = (0, 1, 2)  # every model is trained once per seed
-    priors: tuple[str, ...] = GRID_PRIORS["default"]  # pretraining operand priors (names in PRIORS)
+    priors: tuple[str, ...] = GRIDS["default"].priors  # pretraining operand priors (names in PRIORS)
     control_prior: str = "only_b"  # Scr.+FT control: pretrained never asked to count a
-    finetune_grid: tuple[FinetuneSetting, ...] = GRIDS["default"]
-    reverse_from: tuple[FinetuneSetting, ...] = GRID_REVERSE["default"]
+    finetune_grid: tuple[FinetuneSetting, ...] = GRIDS["default"].finetune
+    reverse_from: tuple[FinetuneSetting, ...] = GRIDS["default"].reverse
     reverse_lr_level: str = "M"  # reverse fine-tuning LR (the study's Fig. 9 uses eta_M and eta_S)
     control_reverse_factor: int = 3  # Scr.+FT relearns this many times the preset's reverse steps, so
     # speed-ups against it are measured, not lower bounds
@@ -60,14 +74,12 @@ class PCFGStudyConfig:
     @classmethod
     def for_grid(cls, grid: str, **fields) -> "PCFGStudyConfig":
         """The config of a named grid (``default`` or ``full``), with ``fields`` replaced."""
-        if grid not in GRIDS:
-            raise ConfigError(f"unknown grid '{grid}'; use one of {', '.join(GRIDS)}")
-        return cls(
-            priors=GRID_PRIORS[grid], finetune_grid=GRIDS[grid], reverse_from=GRID_REVERSE[grid], **fields
-        )
+        chosen = lookup(GRIDS, grid, "grid")
+        return cls(priors=chosen.priors, finetune_grid=chosen.finetune, reverse_from=chosen.reverse, **fields)
 
     def __post_init__(self) -> None:
         study_preset(self.preset)
+        levels = lookup(LABELLINGS, self.lr_labelling, "lr_labelling")
         if not self.seeds:
             raise ConfigError("seeds is empty; give at least one, e.g. --seeds 3")
         for prior in (*self.priors, self.control_prior):
@@ -78,24 +90,22 @@ class PCFGStudyConfig:
                 raise ConfigError(
                     f"fine-tuning setting uses prior '{prior}' which is not in priors {self.priors}"
                 )
-            if level not in LABELLINGS.get(self.lr_labelling, LEVELS):
+            if level not in levels:
                 raise ConfigError(
                     f"lr level '{level}' is not defined in the {self.lr_labelling} labelling; use one of "
-                    f"{', '.join(LABELLINGS.get(self.lr_labelling, LEVELS))}"
+                    f"{', '.join(levels)}"
                 )
             if not 0 <= c_tr <= 1:
                 raise ConfigError(f"c_tr must be in [0, 1], got {c_tr}")
         for setting in self.reverse_from:
             if setting not in self.finetune_grid:
                 raise ConfigError(f"reverse_from {setting} is not in finetune_grid; add it there too")
-        if self.reverse_lr_level not in LABELLINGS.get(self.lr_labelling, LEVELS):
+        if self.reverse_lr_level not in levels:
             raise ConfigError(
                 f"reverse_lr_level '{self.reverse_lr_level}' is not in the {self.lr_labelling} labelling"
             )
         if self.control_reverse_factor < 1:
             raise ConfigError(f"control_reverse_factor must be >= 1, got {self.control_reverse_factor}")
-        if self.lr_labelling not in LABELLINGS:
-            raise ConfigError(f"unknown lr_labelling '{self.lr_labelling}'; use {', '.join(LABELLINGS)}")
 
 
 def setting_name(setting: FinetuneSetting) -> str:
