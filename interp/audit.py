@@ -26,7 +26,7 @@ from typing import Literal
 
 from interp.config import to_dict
 from interp.errors import ConfigError
-from interp.stats import t_interval, wilson_ci
+from interp.stats import accuracy_ci, t_interval
 
 Label = Literal["removed", "wrapped", "intact", "inconclusive"]
 Outcome = Literal["pass", "fail", "undecided"]
@@ -144,7 +144,7 @@ class TestResult:
 def _interval(accuracy: float, n: int | None, confidence: float) -> tuple[float, float]:
     if not n:
         return accuracy, accuracy
-    return wilson_ci(round(accuracy * n), n, confidence=confidence)
+    return accuracy_ci(accuracy, n, confidence=confidence)
 
 
 def _decide(low: float, high: float, threshold: float) -> Outcome:

@@ -6,6 +6,7 @@ The study reports no seeds or error bars (protocol §9.3); every aggregate here 
   Generator, so the same values and seed give the same interval.
 - ``wilson_ci``: the Wilson score interval of a binomial proportion (an accuracy of ``k`` correct out of
   ``n``); unlike the normal approximation it stays inside [0, 1] and is sensible at 0% and 100%.
+- ``accuracy_ci``: the Wilson interval of an accuracy given as a fraction of ``n`` examples.
 - ``t_interval``: Student-t interval of the mean of a few per-seed values. With 3 seeds a percentile
   bootstrap "95%" interval is only the min-max range (its true coverage is about 75%); the t-interval is
   the honest one for so few values.
@@ -64,6 +65,11 @@ def wilson_ci(successes: int, n: int, *, confidence: float = 0.95) -> tuple[floa
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_ci(accuracy: float, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson interval of an accuracy measured on ``n`` examples (the correct count is ``accuracy * n``)."""
+    return wilson_ci(round(accuracy * n), n, confidence=confidence)
 
 
 def t_interval(

@@ -8,7 +8,7 @@ Claims about our own arm (fine-tuning at eta_PT, none of the study's settings) s
 """
 
 from interp.lr_levels import OURS
-from interp.stats import wilson_ci
+from interp.stats import accuracy_ci
 
 FAST_SPEEDUP = 5.0  # "fast revival": at least this many times fewer steps than the Scr.+FT control
 STRONGLY_RELEVANT = 0.95  # the study's strongly relevant priors count b at 99.9% before fine-tuning
@@ -38,10 +38,6 @@ def _all_seeds(checks: list[bool | None]) -> bool | None:
     return False if any(c is False for c in checks) else None
 
 
-def _interval(accuracy: float, n: int) -> tuple[float, float]:
-    return wilson_ci(round(accuracy * n), n)
-
-
 def _seeds(values: list) -> str:
     return "[" + ", ".join("-" if v is None else f"{v:.1%}" for v in values) + "]"
 
@@ -56,9 +52,9 @@ def _signature(row: dict, n: int) -> dict | None:
     strict, floors = final["count_b@cte0strict"]["values"], row["shortcut_floor_b0"]["values"]
     checks = []
     for hi, plain, exact, floor in zip(b1, b0, strict, floors, strict=True):
-        low, high = _interval(plain, n)
+        low, high = accuracy_ci(plain, n)
         checks.append(
-            hi >= SIGNATURE_C_TE1 and _interval(exact, n)[0] <= STUDY_WRAPPER_MAX and low <= floor <= high
+            hi >= SIGNATURE_C_TE1 and accuracy_ci(exact, n)[0] <= STUDY_WRAPPER_MAX and low <= floor <= high
         )
     return _finding(
         f"wrapper signature ({row['name']}): O_FT >= {SIGNATURE_C_TE1:.0%} at C_Te=1, at the wrappers' level at "
@@ -77,7 +73,7 @@ def _collapse(row: dict, n: int) -> dict | None:
     if a0 is None or row.get("majority_floor_a0") is None:
         return None
     floors = row["majority_floor_a0"]["values"]
-    checks = [acc <= _interval(floor, n)[1] for acc, floor in zip(a0["values"], floors, strict=True)]
+    checks = [acc <= accuracy_ci(floor, n)[1] for acc, floor in zip(a0["values"], floors, strict=True)]
     return _finding(
         f"behavioural loss of O_PT ({row['name']}): count-a accuracy at C_Te=0 collapses to the majority floor",
         f"per seed: O_PT@C_Te=0 {_seeds(a0['values'])} vs majority floor {_seeds(floors)} (n = {n})",

@@ -14,7 +14,7 @@ from typing import Any
 
 from analyses.tracr.config import CONTROL, TracrStudyConfig
 from interp.lr_levels import LEVELS
-from interp.stats import wilson_ci
+from interp.stats import accuracy_ci
 from procedural_tasks.tracr_batches import eval_name
 
 HELD, FAILED, INCONCLUSIVE, UNTESTABLE = "held", "did not hold", "inconclusive", "not testable"
@@ -92,10 +92,6 @@ def _setting(row: dict) -> str:
     return f"eta_{row['lr_level']} C_Tr={row['c_tr']:g}"
 
 
-def _wilson(fraction: float, n: int) -> tuple[float, float]:
-    return wilson_ci(round(fraction * n), n)
-
-
 def _not_run(row: dict, run: dict) -> Check | None:
     """An untestable check for a run that diverged or failed, else None."""
     if run["status"] == "ok":
@@ -119,7 +115,7 @@ def _wrapper_signature(table: list) -> dict[str, Any] | None:
 def _wrapper_check(row: dict, run: dict) -> Check:
     ft1, ft0 = run["cells"][FT1] / 100, run["cells"][FT0] / 100
     floor = run["wrapper_floor_o_ft_cte0"] / 100
-    upper = _wilson(floor, run["n_eval"])[1]
+    upper = accuracy_ci(floor, run["n_eval"])[1]
     note = (
         f"Acc O_FT {ft1:.1%} at C_Te=1, {ft0:.1%} at C_Te=0 (wrapper floor {floor:.1%}, CI up to {upper:.1%})"
     )
@@ -336,7 +332,7 @@ def _max_identifier_learns(config: TracrStudyConfig, table: list) -> dict[str, A
 
 def _max_id_check(row: dict, run: dict) -> Check:
     ft0, floor, n = run["cells"][FT0] / 100, run["wrapper_floor_o_ft_cte0"] / 100, run["n_eval"]
-    low, floor_high = _wilson(ft0, n)[0], _wilson(floor, n)[1]
+    low, floor_high = accuracy_ci(ft0, n)[0], accuracy_ci(floor, n)[1]
     note = (
         f"Acc O_FT@C_Te=0 {ft0:.1%} (CI from {low:.1%}; wrapper floor {floor:.1%}, CI up to {floor_high:.1%})"
     )
