@@ -7,6 +7,7 @@ measured floors with Wilson intervals on each seed's evaluation set; a claim hol
 Claims about our own arm (fine-tuning at eta_PT, none of the study's settings) say "ours".
 """
 
+from interp.claims import all_seeds, finding, not_testable
 from interp.lr_levels import OURS
 from interp.stats import accuracy_ci
 
@@ -14,28 +15,6 @@ FAST_SPEEDUP = 5.0  # "fast revival": at least this many times fewer steps than 
 STRONGLY_RELEVANT = 0.95  # the study's strongly relevant priors count b at 99.9% before fine-tuning
 SIGNATURE_C_TE1 = 0.9  # the wrapper answers O_FT on correlated inputs
 STUDY_WRAPPER_MAX = 0.016  # the study's wrappers score 0.0-1.6% at C_Te = 0 (Tab. 5)
-OUTCOMES = {True: "held", False: "did not hold", None: "inconclusive"}
-
-
-def _finding(claim: str, measured: str, holds: bool | None, reason: str) -> dict:
-    return {
-        "claim": claim,
-        "measured": measured,
-        "holds": holds,
-        "outcome": OUTCOMES[holds],
-        "reason": reason,
-    }
-
-
-def _not_testable(claim: str, measured: str, reason: str) -> dict:
-    return {"claim": claim, "measured": measured, "holds": None, "outcome": "not testable", "reason": reason}
-
-
-def _all_seeds(checks: list[bool | None]) -> bool | None:
-    """True if every seed holds; False if any seed is a definite counter-example; None otherwise."""
-    if checks and all(c is True for c in checks):
-        return True
-    return False if any(c is False for c in checks) else None
 
 
 def _seeds(values: list) -> str:
@@ -56,12 +35,12 @@ def _signature(row: dict, n: int) -> dict | None:
         checks.append(
             hi >= SIGNATURE_C_TE1 and accuracy_ci(exact, n)[0] <= STUDY_WRAPPER_MAX and low <= floor <= high
         )
-    return _finding(
+    return finding(
         f"wrapper signature ({row['name']}): O_FT >= {SIGNATURE_C_TE1:.0%} at C_Te=1, at the wrappers' level at "
         "the strict C_Te=0 and at the shortcut floor at the plain C_Te=0",
         f"per seed: O_FT@C_Te=1 {_seeds(b1)}, strict C_Te=0 {_seeds(strict)}, plain C_Te=0 {_seeds(b0)} vs "
         f"shortcut floor {_seeds(floors)} (n = {n} each)",
-        _all_seeds(checks),
+        all_seeds(checks),
         f"strict C_Te=0: Wilson lower bound <= {STUDY_WRAPPER_MAX:.1%} (the study's wrappers score 0.0-1.6%); "
         "plain C_Te=0: its Wilson interval contains the shortcut floor",
     )
@@ -74,10 +53,10 @@ def _collapse(row: dict, n: int) -> dict | None:
         return None
     floors = row["majority_floor_a0"]["values"]
     checks = [acc <= accuracy_ci(floor, n)[1] for acc, floor in zip(a0["values"], floors, strict=True)]
-    return _finding(
+    return finding(
         f"behavioural loss of O_PT ({row['name']}): count-a accuracy at C_Te=0 collapses to the majority floor",
         f"per seed: O_PT@C_Te=0 {_seeds(a0['values'])} vs majority floor {_seeds(floors)} (n = {n})",
-        _all_seeds(checks),
+        all_seeds(checks),
         "each seed's accuracy is at most the Wilson upper bound of its majority floor",
     )
 
@@ -123,27 +102,27 @@ def _revival_findings(results: dict) -> list[dict]:
         )
         if f"eta_{OURS}" in name:
             out.append(
-                _finding(
+                finding(
                     f"ours, damage at eta_PT ({name}): reverse FT does NOT revive >= {FAST_SPEEDUP:g}x faster "
                     "than Scr.+FT",
                     _speedups(items),
-                    _all_seeds([None if s is None else not s for s in statuses]),
+                    all_seeds([None if s is None else not s for s in statuses]),
                     reason + " (our arm: the study fine-tunes at eta_M and eta_S only)",
                 )
             )
             continue
         out.append(
-            _finding(
+            finding(
                 f"fast revival ({name}): reverse FT reaches the threshold >= {FAST_SPEEDUP:g}x faster than Scr.+FT",
                 _speedups(items),
-                _all_seeds(statuses),
+                all_seeds(statuses),
                 reason,
             )
         )
     return out
 
 
-def _ordering_finding(results: dict) -> list[dict]:
+def _orderingfinding(results: dict) -> list[dict]:
     """The strongly relevant (medium) prior revives faster than the low one, if it is strongly relevant here."""
     m = results["revival"]["metrics"]
     low, med = m.get("FT(low, eta_M, C_Tr=1)"), m.get("FT(medium, eta_M, C_Tr=1)")
@@ -156,7 +135,7 @@ def _ordering_finding(results: dict) -> list[dict]:
     count_b = results["pretrain"].get("medium", {}).get("final", {}).get("count_b@cte0", {}).get("values", [])
     if not count_b or min(count_b) < STRONGLY_RELEVANT:
         return [
-            _not_testable(
+            not_testable(
                 claim,
                 measured,
                 f"the medium-prior model counts b at {_seeds(count_b)} before fine-tuning, below the "
@@ -164,9 +143,9 @@ def _ordering_finding(results: dict) -> list[dict]:
             )
         ]
     checks = [hi > lo for hi, lo in zip(med["auc"], low["auc"], strict=True)]
-    return [_finding(claim, measured, _all_seeds(checks), "larger AUC in every seed")]
+    return [finding(claim, measured, all_seeds(checks), "larger AUC in every seed")]
 
 
 def findings(results: dict) -> list[dict]:
     """The study's claims checked on our numbers; each says what was measured and its outcome."""
-    return [*_wrapper_findings(results), *_revival_findings(results), *_ordering_finding(results)]
+    return [*_wrapper_findings(results), *_revival_findings(results), *_orderingfinding(results)]

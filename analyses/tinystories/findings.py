@@ -15,33 +15,18 @@ from statistics import NormalDist
 from scipy import stats as scipy_stats
 
 from analyses.tinystories.config import CONTROL, PRETRAINED, TinyStoriesStudyConfig
+from interp.claims import all_seeds, finding, not_testable
 
 ALPHA = 0.05  # family-wise error rate of the per-block probe tests (Holm)
 TIE = 1e-6  # accuracies closer than this are equal (probe accuracies come as float32)
-OUTCOMES = {True: "held", False: "did not hold", None: "inconclusive"}
 
 
 def _finding(claim: str, criterion: str, measured: str, holds: bool | None, reason: str, **numbers) -> dict:
-    return {
-        "claim": claim,
-        "criterion": criterion,
-        "measured": measured,
-        "holds": holds,
-        "outcome": OUTCOMES[holds],
-        "reason": reason,
-        **numbers,
-    }
+    return finding(claim, measured, holds, reason, criterion=criterion, **numbers)
 
 
 def _not_testable(claim: str, criterion: str, measured: str, reason: str, **numbers) -> dict:
-    return {**_finding(claim, criterion, measured, None, reason, **numbers), "outcome": "not testable"}
-
-
-def _all_seeds(checks: Sequence[bool | None]) -> bool | None:
-    """True if every seed holds; False if any seed is a counter-example; None otherwise."""
-    if checks and all(c is True for c in checks):
-        return True
-    return False if any(c is False for c in checks) else None
+    return not_testable(claim, measured, reason, criterion=criterion, **numbers)
 
 
 def _check(clear: bool, against: bool) -> bool | None:
@@ -127,7 +112,7 @@ def _deletion_finding(row: str, res: dict, primary: str) -> dict:
         _check(after[s]["ci_high"] < before[s]["ci_low"], after[s]["rate"] >= before[s]["rate"])
         for s in seeds
     ]
-    losses, holds = res["deletion"][row], _all_seeds(checks)
+    losses, holds = res["deletion"][row], all_seeds(checks)
     return _finding(
         claim,
         criterion,
@@ -175,7 +160,7 @@ def _loss_recovery_finding(row: str, revival: dict) -> dict:
             else "no control run"
         )
         return _not_testable(claim, criterion, measured, reason)
-    holds = _all_seeds([_loss_check(m, c) for m, c in pairs.values()])
+    holds = all_seeds([_loss_check(m, c) for m, c in pairs.values()])
     censored = "in some seed neither reached the loss within the recovery (censored)"
     return _finding(
         claim,
@@ -208,7 +193,7 @@ def _score_recovery_finding(row: str, res: dict, step: str, primary: str, deleti
     checks = [
         _check(mine[s]["ci_low"] > theirs[s]["ci_high"], mine[s]["rate"] <= theirs[s]["rate"]) for s in seeds
     ]
-    holds = _all_seeds(checks)
+    holds = all_seeds(checks)
     overlap = "above, but the intervals overlap in some seed"
     return _finding(
         claim,
