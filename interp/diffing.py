@@ -147,6 +147,11 @@ def attention_mass(
 ) -> dict[str, list[list[float]]]:
     """Mean attention mass from ``query_pos`` onto each group of key positions, [layer][head] per group."""
     names = [hooks.attn_pattern(layer) for layer in range(model.cfg.n_layers)]
+    if names[0] not in model.hook_dict:
+        raise ConfigError(
+            f"attention maps need attention; this {getattr(model.cfg, 'architecture', 'model')} model has none "
+            "(a GAM mixes positions by convolution): drop --attend-to / key_groups and use the weight and KL diffs"
+        )
     acts = collect_activations(model, batch, hook_names=names, position=query_pos, batch_size=batch_size)
     out: dict[str, list[list[float]]] = {}
     for group, mask in key_groups.items():

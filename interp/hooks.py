@@ -4,6 +4,8 @@ Each function returns the canonical TransformerLens 4.x name of one activation; 
 its shape. Everything else in ftmech (and its users) builds names through these functions.
 """
 
+from typing import Literal
+
 EMBED = "hook_embed"  # [batch, pos, d_model]  token embedding
 POS_EMBED = "hook_pos_embed"  # [batch, pos, d_model]  learned positional embedding
 
@@ -24,7 +26,7 @@ def resid_post(layer: int) -> str:
 
 
 def attn_out(layer: int) -> str:
-    """Attention output added to the residual stream: [batch, pos, d_model]."""
+    """Attention output added to the residual stream: [batch, pos, d_model] (GAM: an alias of ``mixer_out``)."""
     return f"blocks.{layer}.hook_attn_out"
 
 
@@ -51,6 +53,38 @@ def attn_pattern(layer: int) -> str:
 def attn_z(layer: int) -> str:
     """Per-head attention values before the output projection: [batch, pos, head_index, d_head]."""
     return f"blocks.{layer}.attn.hook_z"
+
+
+def mixer_out(layer: int) -> str:
+    """GAM: the gated fusion of convolution and memory, added to the residual stream: [batch, pos, d_model]."""
+    return f"blocks.{layer}.hook_mixer_out"
+
+
+def conv_out(layer: int) -> str:
+    """GAM: the causal depthwise convolution's output (the local pathway): [batch, pos, d_model]."""
+    return f"blocks.{layer}.mixer.hook_conv_out"
+
+
+def memory_scores(layer: int) -> str:
+    """GAM: each token's scores against the memory rows, before the softmax: [batch, pos, n_memory]."""
+    return f"blocks.{layer}.mixer.hook_mem_scores"
+
+
+def memory_pattern(layer: int) -> str:
+    """GAM: the softmax over memory rows (the retrieval weights): [batch, pos, n_memory]."""
+    return f"blocks.{layer}.mixer.hook_mem_pattern"
+
+
+def memory_out(layer: int) -> str:
+    """GAM: the retrieved weighted sum of memory rows (the global pathway): [batch, pos, d_model]."""
+    return f"blocks.{layer}.mixer.hook_mem_out"
+
+
+def gate(layer: int, pathway: Literal["local", "global"]) -> str:
+    """GAM: the sigmoid gate on the local (convolution) or global (memory) pathway: [batch, pos, d_model]."""
+    if pathway not in ("local", "global"):
+        raise ValueError(f"pathway must be 'local' or 'global', got {pathway!r}")
+    return f"blocks.{layer}.mixer.hook_gate_{pathway}"
 
 
 def embedding_output() -> str:

@@ -1,7 +1,8 @@
-"""ModelConfig -> TransformerLens ``TransformerBridge``: the one place models are built.
+"""ModelConfig -> TransformerLens model: the one place models are built.
 
-Models are TL-native transformers booted with ``TransformerBridge.boot_native`` (no hub access),
-so every TransformerLens tool (hooks, ``run_with_cache``, patching) works on them.
+Transformers are TL-native models booted with ``TransformerBridge.boot_native`` (no hub access), so every
+TransformerLens tool (hooks, ``run_with_cache``, patching) works on them; ``architecture="gam"`` builds a
+Gated Associative Memory model (``interp.gam``), a ``HookedRootModule`` with the same residual-stream hooks.
 """
 
 import contextlib
@@ -17,14 +18,17 @@ from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from interp.errors import ConfigError
+from interp.gam import GAMConfig, GAMModel, build_gam
 from interp.runtime import resolve_device
 
 ACT_FNS = ("gelu", "gelu_new", "relu", "silu")
+ARCHITECTURES = ("transformer", "gam")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """Architecture of a decoder-only transformer (names as in TransformerLens)."""
+    """Architecture of a decoder-only model (names as in TransformerLens): a transformer, or a GAM, whose
+    blocks replace attention by a causal convolution and a memory bank (``interp.gam``; n_heads unused)."""
 
     n_layers: int  # transformer blocks
     d_model: int  # residual stream width
@@ -39,6 +43,9 @@ class ModelConfig:
     gated_mlp: bool = False  # SwiGLU-style gated MLP (LLaMA)
     attn_only: bool = False  # blocks without MLPs
     seed: int = 0  # initialisation seed
+    architecture: Literal["transformer", "gam"] = "transformer"  # attention blocks, or GAM blocks
+    conv_kernel: int = 3  # GAM only: width of the causal depthwise convolution (the paper's 3)
+    n_memory: int = 512  # GAM only: rows of each block's memory bank (the paper's 512)
 
     def __post_init__(self) -> None:
         for name in ("n_layers", "d_model", "n_heads", "d_mlp"):
@@ -60,6 +67,27 @@ class ModelConfig:
             raise ConfigError(f"unknown positional '{self.positional}'; use standard or rotary")
         if self.positional == "rotary" and self.head_dim % 2:
             raise ConfigError(f"rotary positions need an even d_head, got {self.head_dim}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(
+                f"unknown architecture '{self.architecture}'; use one of {', '.join(ARCHITECTURES)}"
+            )
+        for name in ("conv_kernel", "n_memory"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model {name} must be >= 1, got {getattr(self, name)}")
+        if self.architecture == "gam":
+            self._check_gam()
+
+    def _check_gam(self) -> None:
+        """The GAM block is the paper's: LayerNorm, learned positions, a plain MLP."""
+        unsupported = {
+            "normalization": (self.normalization, "LN"),
+            "positional": (self.positional, "standard"),
+            "gated_mlp": (self.gated_mlp, False),
+            "attn_only": (self.attn_only, False),
+        }
+        for name, (value, required) in unsupported.items():
+            if value != required:
+                raise ConfigError(f"architecture 'gam' needs {name}={required!r}, got {value!r}")
 
     @property
     def head_dim(self) -> int:
@@ -89,6 +117,14 @@ PRESETS: dict[str, ModelConfig] = {
     "llama_cpu": ModelConfig(n_layers=4, d_model=128, n_heads=4, d_mlp=344, **LLAMA_STYLE),
     # The study's TinyStories model (91M): dim 768, 12 layers, 12 heads, SwiGLU hidden 2048.
     "llama_91m": ModelConfig(n_layers=12, d_model=768, n_heads=12, d_mlp=2048, **LLAMA_STYLE),
+    # The cpu preset's depth and widths with GAM blocks: the paper's kernel 3 and exact GELU; 126 memory rows
+    # give it exactly the cpu transformer's parameter count (interp.gam.matched_memory).
+    "gam_cpu": ModelConfig(
+        n_layers=3, d_model=64, n_heads=1, d_mlp=256, act_fn="gelu", architecture="gam", n_memory=126
+    ),
+    "gam_tiny": ModelConfig(
+        n_layers=2, d_model=16, n_heads=1, d_mlp=32, act_fn="gelu", architecture="gam", n_memory=8
+    ),
 }
 
 
@@ -99,10 +135,14 @@ def preset(name: str) -> ModelConfig:
     return PRESETS[name]
 
 
-def bridge_config(config: ModelConfig) -> TransformerBridgeConfig:
-    """The TransformerLens config for ``config`` (d_vocab and n_ctx must be set)."""
+def _check_sized(config: ModelConfig) -> None:
     if config.d_vocab is None or config.n_ctx is None:
         raise ConfigError("model d_vocab and n_ctx must be set before building; use ModelConfig.for_task")
+
+
+def bridge_config(config: ModelConfig) -> TransformerBridgeConfig:
+    """The TransformerLens config for ``config`` (d_vocab and n_ctx must be set)."""
+    _check_sized(config)
     return TransformerBridgeConfig(
         d_model=config.d_model,
         d_head=config.head_dim,
@@ -121,11 +161,32 @@ def bridge_config(config: ModelConfig) -> TransformerBridgeConfig:
     )
 
 
-def build_model(config: ModelConfig, *, device: str = "cpu") -> TransformerBridge:
-    """A randomly initialised TransformerBridge for ``config``, seeded by ``config.seed``.
+def gam_config(config: ModelConfig) -> GAMConfig:
+    """The ``interp.gam`` config for a GAM ``config`` (d_vocab and n_ctx must be set)."""
+    _check_sized(config)
+    return GAMConfig(
+        d_vocab=config.d_vocab,
+        n_ctx=config.n_ctx,
+        n_layers=config.n_layers,
+        d_model=config.d_model,
+        d_mlp=config.d_mlp,
+        conv_kernel=config.conv_kernel,
+        n_memory=config.n_memory,
+        act_fn=config.act_fn,
+        seed=config.seed,
+        n_heads=config.n_heads,
+        d_head=config.head_dim,
+    )
+
+
+def build_model(config: ModelConfig, *, device: str = "cpu") -> TransformerBridge | GAMModel:
+    """A randomly initialised model for ``config``, seeded by ``config.seed``: a TransformerBridge, or a
+    ``GAMModel`` for ``architecture="gam"``.
 
     Construction runs inside ``fork_rng``, so the caller's global RNG is left untouched.
     """
+    if config.architecture == "gam":
+        return build_gam(gam_config(config), device=resolve_device(device))
     return TransformerBridge.boot_native(bridge_config(config), device=resolve_device(device))
 
 

@@ -12,7 +12,8 @@ pretraining loss most. No iteration, no retraining, biases left alone. Three gra
   W_out[:, n], which equals the attribution act_n x dL/dact_n summed over positions; pruning zeroes
   W_in[n, :] (and the gate row) and W_out[:, n], which is exactly zero-ablating ``hooks.mlp_post(l)[..., n]``.
 - ``"row"``: a row (torch [out, in] layout) of any attention q/k/v/o or MLP in/gate/out weight, the
-  study's "a row in the weight matrix" (``"L1.attn.W_V.row7"``, ``"L0.mlp.W_out.row3"``).
+  study's "a row in the weight matrix" (``"L1.attn.W_V.row7"``, ``"L0.mlp.W_out.row3"``); in a GAM model
+  also a memory slot (``"L0.mixer.W_mem.row5"``, a row of the memory bank) or a gate row.
 - ``"weight"``: a single entry of those matrices (``"L1.attn.W_V[7,3]"``), as in the Tracr figures.
 
 Embeddings, unembedding, norms and biases are never pruned. Every function works on a deep copy or
@@ -52,11 +53,12 @@ _MATRIX_NAME = {
     "in": "W_in",
     "gate": "W_gate",
     "out": "W_out",
+    "memory": "W_mem",
 }
 _KEY_PART = {v: k for k, v in _MATRIX_NAME.items()}
 _UNIT = re.compile(
     r"^L(?P<layer>\d+)\.(?:mlp\.n(?P<neuron>\d+)"
-    r"|(?P<block>attn|mlp)\.(?P<matrix>W_\w+?)(?:\.row(?P<row>\d+)|\[(?P<r>\d+),(?P<c>\d+)\]))$"
+    r"|(?P<block>attn|mlp|mixer)\.(?P<matrix>W_\w+?)(?:\.row(?P<row>\d+)|\[(?P<r>\d+),(?P<c>\d+)\]))$"
 )
 
 

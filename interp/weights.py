@@ -1,7 +1,9 @@
 """The only place state-dict weight names of ftmech's models are spelt (as ``interp.hooks`` is for hooks).
 
 Models built by ``interp.models`` (TransformerLens ``TransformerBridge``) name their parameters
-``blocks.{layer}.{attn|mlp}.{part}.{weight|bias}``; ``ln1``/``ln2`` are a block's norms.
+``blocks.{layer}.{attn|mlp}.{part}.{weight|bias}``; ``ln1``/``ln2`` are a block's norms. A GAM block
+(``interp.gam``) has ``mixer`` in place of ``attn``: its memory bank ``memory`` (rows are memory slots), its
+``gate`` and its convolution ``conv`` (not a matrix).
 """
 
 import re
@@ -10,14 +12,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-Block = Literal["attn", "mlp"]
+Block = Literal["attn", "mlp", "mixer"]
 ATTN_PARTS = ("q", "k", "v", "o")  # query, key, value, output projections
 MLP_PARTS = ("in", "gate", "out")  # MLP input, gate (gated MLPs only), output
 EMBED = "embed.weight"
 UNEMBED = "unembed.weight"
 LN_FINAL = "ln_final.weight"
 
-MATRIX_KEY = re.compile(r"^blocks\.(\d+)\.(attn|mlp)\.(q|k|v|o|in|gate|out)\.weight$")
+MATRIX_KEY = re.compile(r"^blocks\.(\d+)\.(attn|mlp|mixer)\.(q|k|v|o|in|gate|out|memory)\.weight$")
 
 
 def block_param(layer: int, block: Block, part: str, kind: Literal["weight", "bias"] = "weight") -> str:
@@ -33,6 +35,11 @@ def attn(layer: int, part: str, kind: Literal["weight", "bias"] = "weight") -> s
 def mlp(layer: int, part: str, kind: Literal["weight", "bias"] = "weight") -> str:
     """An MLP matrix (``in``, ``gate`` or ``out``) of block ``layer``; ``in`` is (d_mlp, d_model)."""
     return block_param(layer, "mlp", part, kind)
+
+
+def memory(layer: int) -> str:
+    """The memory bank of GAM block ``layer``: [n_memory, d_model], one row per memory slot."""
+    return block_param(layer, "mixer", "memory")
 
 
 def norm(layer: int, which: Literal["ln1", "ln2"]) -> str:
