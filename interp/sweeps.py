@@ -9,36 +9,36 @@ log says so. A failure is recorded with its message and its traceback in ``<out_
 jobs that depend on it are skipped, the others go on, and the caller reads the ``JobResult``s (or calls
 ``raise_failures``) to decide what to do.
 
-Jobs must be deterministic functions of their kwargs: the local pool and Ray then give the same files.
+Jobs must be deterministic functions of their kwargs: the local pool and Ray then give the same files,
+whatever the placement (``interp.sweep_workers``: one-thread processes per CPU core, several jobs packed on
+each GPU, or a Ray cluster). ``interp.sweep_plan`` projects a sweep's wall time from its jobs' step counts.
 """
 
 import dataclasses
 import hashlib
-import importlib
 import itertools
 import json
 import os
 import sys
-import time
-import traceback
 from collections.abc import Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
 
 from interp.atomic_files import atomic_write_text
 from interp.config import config_hash, to_dict
 from interp.errors import ConfigError
+from interp.sweep_workers import (
+    DONE,
+    RUNNING,
+    Backend,
+    LocalBackend,
+    RayBackend,
+    check_gpu_fraction,
+)
 
-DONE = "DONE"
-RUNNING = "RUNNING"
-ERROR_LOG = "error.log"
 JOB_JSON = "job.json"
 EXECUTORS = ("local", "ray")
-RAY_MISSING = "--executor ray needs the ray extra: pip install 'ftmech[ray]'"
 
 Status = Literal["ok", "cached", "failed", "skipped"]
 
@@ -99,6 +99,7 @@ class Job:
     out_dir: str | Path  # the job's own directory (e.g. from run_dir); the DONE marker goes here
     kwargs: Mapping[str, Any] = field(default_factory=dict)  # JSON-native keyword arguments
     deps: tuple[str, ...] = ()  # keys of the jobs that must finish first
+    steps: int | None = None  # optimizer steps the job takes, for the sweep's plan (not passed to fn)
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
@@ -117,6 +118,10 @@ class Job:
         if "out_dir" in self.kwargs:
             raise ConfigError(f"job '{self.key}': pass the output directory as Job.out_dir, not in kwargs")
         _json_native(dict(self.kwargs), f"job '{self.key}' kwargs")
+        if self.steps is not None and (
+            isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0
+        ):
+            raise ConfigError(f"job '{self.key}': steps must be an integer >= 0 or None, got {self.steps!r}")
 
     def to_json(self) -> dict[str, Any]:
         """The job as JSON-native data (what a worker receives and what DONE records)."""
@@ -126,6 +131,7 @@ class Job:
             "out_dir": str(self.out_dir),
             "kwargs": _json_native(dict(self.kwargs), "kwargs"),
             "deps": list(self.deps),
+            "steps": self.steps,
         }
 
 
@@ -164,13 +170,21 @@ class Planner:
         self.jobs: list[Job] = []
         self._keys: dict[Path, str] = {}
 
-    def add(self, stage: str, fn: str, kwargs: dict[str, Any], deps: Sequence[Path] = ()) -> Path:
-        """Add the job ``fn`` ("module:function") to run after the jobs in the directories ``deps``; returns
-        its directory."""
+    def add(
+        self,
+        stage: str,
+        fn: str,
+        kwargs: dict[str, Any],
+        deps: Sequence[Path] = (),
+        *,
+        steps: int | None = None,
+    ) -> Path:
+        """Add the job ``fn`` ("module:function") to run after the jobs in the directories ``deps``, taking
+        ``steps`` optimizer steps (for the plan); returns its directory."""
         out = run_dir(self.root, stage, {**kwargs, **self.identity})
         self._keys[out] = f"{self.key_prefix}{stage}/{out.name}"
         after = tuple(self._keys[d] for d in deps)
-        self.jobs.append(Job(key=self._keys[out], fn=fn, out_dir=out, kwargs=kwargs, deps=after))
+        self.jobs.append(Job(key=self._keys[out], fn=fn, out_dir=out, kwargs=kwargs, deps=after, steps=steps))
         return out
 
 
@@ -180,23 +194,32 @@ def run_jobs(
     workers: int = 1,
     executor: Literal["local", "ray"] = "local",
     threads_per_worker: int = 1,
+    gpus_per_job: float | None = None,
+    ray_address: str | None = None,
     progress: bool = True,
 ) -> list[JobResult]:
     """Run ``jobs`` in dependency order on ``workers`` processes; returns one result per job, in input order.
 
     Jobs with a valid ``DONE`` marker are not run again (status ``cached``). A failing job does not stop
     the sweep: its dependents are ``skipped`` and every other job still runs. Each worker sets torch to
-    ``threads_per_worker`` threads before running a job. ``executor="ray"`` starts a local Ray instance
-    with ``num_cpus=workers`` (or joins the cluster at ``$RAY_ADDRESS``).
+    ``threads_per_worker`` threads before running a job. ``gpus_per_job`` (a fraction in (0, 1]) packs
+    floor(1 / gpus_per_job) jobs onto each visible GPU instead of ``workers`` CPU processes.
+    ``executor="ray"`` starts a local Ray instance with ``num_cpus=workers``, or joins the cluster at
+    ``ray_address`` (or ``$RAY_ADDRESS``), and asks for ``gpus_per_job`` of a GPU per job.
     """
     _check_sweep(jobs, workers=workers, executor=executor, threads_per_worker=threads_per_worker)
-    backend: _Backend = (
-        _RayBackend(workers, threads_per_worker)
+    check_gpu_fraction(gpus_per_job)
+    if ray_address is not None and executor != "ray":
+        raise ConfigError(f"a Ray address ({ray_address}) needs executor 'ray'; add --executor ray")
+    backend: Backend = (
+        RayBackend(workers, threads_per_worker, gpus_per_job, ray_address)
         if executor == "ray"
-        else _LocalBackend(workers, threads_per_worker)
+        else LocalBackend(workers, threads_per_worker, gpus_per_job)
     )
+    if progress:
+        _log(f"sweep: {len(jobs)} job(s) on {backend.placement}")
     try:
-        results = _schedule(list(jobs), backend, workers=workers, progress=progress)
+        results = _schedule(list(jobs), backend, progress=progress)
     finally:
         backend.close()
     if progress:
@@ -251,7 +274,7 @@ def _check_sweep(jobs: Sequence[Job], *, workers: int, executor: str, threads_pe
             del remaining[k]
 
 
-def _schedule(jobs: list[Job], backend: "_Backend", *, workers: int, progress: bool) -> dict[str, JobResult]:
+def _schedule(jobs: list[Job], backend: Backend, *, progress: bool) -> dict[str, JobResult]:
     results: dict[str, JobResult] = {}
     total = len(jobs)
 
@@ -280,8 +303,10 @@ def _schedule(jobs: list[Job], backend: "_Backend", *, workers: int, progress: b
             if failed:
                 error = f"not run: dependency '{failed[0]}' {results[failed[0]].status}"
                 record(JobResult(key=job.key, status="skipped", out_dir=str(job.out_dir), error=error))
-            elif len(in_flight) < workers and all(d in results for d in job.deps):
-                in_flight[backend.submit(job)] = job
+            elif (backend.slots is None or len(in_flight) < backend.slots) and all(
+                d in results for d in job.deps
+            ):
+                in_flight[backend.submit(job.to_json())] = job
             else:
                 waiting.append(job)
         pending = waiting
@@ -314,144 +339,6 @@ def _read_done(job: Job) -> JobResult | None:
         wall_s=done.get("wall_s"),
         value=done.get("value"),
     )
-
-
-def _execute(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[str, Any]:
-    """Run one job in a worker: set threads, import and call the function, write DONE last.
-
-    Returns the fields of a JobResult (status, wall_s, value or error); never raises for job errors,
-    so that one failure cannot take the pool down.
-    """
-    for entry in reversed(sys_path):  # Ray workers do not inherit the driver's sys.path
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    from interp.runtime import set_threads
-
-    set_threads(threads)
-    start = time.perf_counter()
-    out_dir = Path(job["out_dir"])
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / ERROR_LOG).unlink(missing_ok=True)
-        atomic_write_text(out_dir / RUNNING, json.dumps({"pid": os.getpid(), "started": time.time()}) + "\n")
-        module_name, _, fn_name = job["fn"].partition(":")
-        fn = getattr(importlib.import_module(module_name), fn_name)
-        value = fn(out_dir=out_dir, **job["kwargs"])
-        wall_s = time.perf_counter() - start
-        try:
-            text = json.dumps({**job, "wall_s": wall_s, "value": value}, indent=2, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"{job['fn']} returned a value that is not JSON-native ({exc}); "
-                "return numbers, strings, lists or dicts, or None and write results to out_dir"
-            ) from None
-        atomic_write_text(out_dir / DONE, text + "\n")
-        (out_dir / RUNNING).unlink(missing_ok=True)
-        return {"status": "ok", "wall_s": wall_s, "value": json.loads(text)["value"]}
-    except Exception as exc:
-        trace = traceback.format_exc()
-        log = None
-        try:
-            atomic_write_text(out_dir / ERROR_LOG, trace)
-            (out_dir / RUNNING).unlink(missing_ok=True)
-            log = str(out_dir / ERROR_LOG)
-        except OSError:
-            pass  # the out_dir itself is unwritable: the traceback still travels in the result
-        return {
-            "status": "failed",
-            "wall_s": time.perf_counter() - start,
-            "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
-            "traceback": trace,
-            "log": log,
-        }
-
-
-class _Backend:
-    """Submits jobs to workers and hands back finished ones as (handle, JobResult fields)."""
-
-    def submit(self, job: Job) -> Any:
-        raise NotImplementedError
-
-    def wait(self, handles: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class _LocalBackend(_Backend):
-    """A ``ProcessPoolExecutor`` with the spawn context (no forked torch state, same on every OS)."""
-
-    def __init__(self, workers: int, threads: int) -> None:
-        self.workers, self.threads = workers, threads
-        self.pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
-
-    def submit(self, job: Job) -> Future:
-        return self.pool.submit(_execute, job.to_json(), self.threads, list(sys.path))
-
-    def wait(self, handles: list[Future]) -> list[tuple[Future, dict[str, Any]]]:
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
-        finished = []
-        broken = False
-        for future in done:
-            try:
-                finished.append((future, future.result()))
-            except BrokenProcessPool:
-                broken = True
-                error = (
-                    "worker process died (killed, out of memory or a crash in native code); every job "
-                    "running at that moment is marked failed; re-run the sweep to retry them"
-                )
-                finished.append((future, {"status": "failed", "error": error}))
-            except Exception as exc:  # e.g. the job could not be sent to the worker
-                finished.append((future, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}))
-        if broken:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = self._new_pool()
-        return finished
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _RayBackend(_Backend):
-    """Ray tasks with one CPU each; a local instance of ``workers`` CPUs unless ``$RAY_ADDRESS`` is set."""
-
-    def __init__(self, workers: int, threads: int) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(RAY_MISSING) from None
-        self.ray, self.threads = ray, threads
-        self.started = not ray.is_initialized()
-        if self.started:
-            env = {"env_vars": {"OMP_NUM_THREADS": str(threads), "FTMECH_THREADS": str(threads)}}
-            if os.environ.get("RAY_ADDRESS"):
-                ray.init(address=os.environ["RAY_ADDRESS"], runtime_env=env)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, runtime_env=env)
-        self.remote = ray.remote(num_cpus=1, max_retries=0)(_execute)
-
-    def submit(self, job: Job) -> Any:
-        return self.remote.remote(job.to_json(), self.threads, list(sys.path))
-
-    def wait(self, handles: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-        ready, _ = self.ray.wait(handles, num_returns=1)
-        finished = []
-        for ref in ready:
-            try:
-                finished.append((ref, self.ray.get(ref)))
-            except self.ray.exceptions.RayError as exc:  # the worker died or the task could not run
-                error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                finished.append((ref, {"status": "failed", "error": error}))
-        return finished
-
-    def close(self) -> None:
-        if self.started:
-            self.ray.shutdown()
 
 
 def _json_native(value: Any, what: str) -> Any:

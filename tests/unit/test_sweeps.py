@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from interp.config import to_dict
 from interp.errors import ConfigError
+from interp.sweep_workers import ERROR_LOG
 from interp.sweeps import (
     DONE,
-    ERROR_LOG,
     JOB_JSON,
     RUNNING,
     Job,
