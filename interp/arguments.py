@@ -137,7 +137,8 @@ def output_flags(
 
 def sweep_flags(p: argparse.ArgumentParser, *, default_out: str, what: str = "study") -> None:
     """The flags of a command that runs a content-addressed sweep (a study or the audit benchmark): its
-    directory (claimed by the runner itself, resumable) and the number of one-thread worker processes."""
+    directory (claimed by the runner itself, resumable), the number of one-thread worker processes, the GPU
+    fraction per job, and the plan (``interp.sweep_plan``) printed instead of running."""
     output_flags(
         p,
         default=default_out,
@@ -147,4 +148,19 @@ def sweep_flags(p: argparse.ArgumentParser, *, default_out: str, what: str = "st
     )
     p.add_argument(
         "--workers", type=positive_int, default=2, help="parallel worker processes (one torch thread each)"
+    )
+    p.add_argument(
+        "--gpus-per-job",
+        type=positive_float,
+        help="pack jobs on GPUs: each takes this fraction (0, 1] of one, so floor(1/f) run per GPU",
+    )
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the jobs per stage and the projected wall time; run nothing",
+    )
+    p.add_argument(
+        "--ms-per-step",
+        type=positive_float,
+        help="the plan's per-job step time in ms at this packing (default: measured on finished jobs)",
     )

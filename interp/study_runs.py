@@ -1,10 +1,13 @@
 """A study's sweep run end to end: claim the output directory, plan and run the jobs, summarise, write.
 
 Every study (and the audit benchmark) runs the same way; only its plan, summary and files differ, so those
-are what a study passes to ``run_study_sweep``. The sweep's flags are ``study_flags`` and ``SweepOptions``.
+are what a study passes to ``run_study_sweep``. The sweep's flags are ``study_flags`` and ``SweepOptions``; with
+``--plan`` the sweep is planned (``interp.sweep_plan``) and printed instead of run.
 """
 
 import argparse
+import dataclasses
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,22 +15,42 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from interp.arguments import sweep_flags
+from interp.errors import ConfigError
 from interp.jsonio import write_json
 from interp.run_dirs import claim_output
+from interp.sweep_plan import plan_sweep
+from interp.sweep_workers import check_gpu_fraction, describe_groups, visible_gpus, worker_groups
 from interp.sweeps import EXECUTORS, Job, JobResult, raise_failures, run_jobs
+
+SWEEP_FILE = "sweep.json"  # the placement of the latest run (not part of the results' identity)
+PLAN_FILE = "plan.json"
 
 P = TypeVar("P")
 
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """How a sweep runs (workers, executor, progress lines) and how it treats ``--out`` (``interp.run_dirs``)."""
+    """How a sweep runs (workers, GPU packing, executor, progress lines), how it treats ``--out``
+    (``interp.run_dirs``), and whether it is only planned. Placement never changes a job's result."""
 
     workers: int = 2
     executor: str = "local"
     progress: bool = True
     overwrite: bool = False
     resume: bool = False
+    gpus_per_job: float | None = None  # fraction (0, 1] of a GPU per job; None: CPU workers (or one GPU each)
+    ray_address: str | None = None  # a Ray cluster to join (executor "ray"); None: $RAY_ADDRESS or local
+    plan: bool = False  # print and write the plan (interp.sweep_plan), run nothing
+    ms_per_step: float | None = None  # the plan's per-job step time; None: measured on finished jobs
+
+    def __post_init__(self) -> None:
+        check_gpu_fraction(self.gpus_per_job)
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError(f"--ray-address {self.ray_address} needs --executor ray")
+        if self.ms_per_step is not None and not self.plan:
+            raise ConfigError("--ms-per-step is read only by --plan; add --plan or drop it")
+        if self.plan and self.overwrite:
+            raise ConfigError("--plan replaces nothing; drop --overwrite")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "SweepOptions":
@@ -38,14 +61,31 @@ class SweepOptions:
             progress=not args.no_progress,
             overwrite=args.overwrite,
             resume=args.resume,
+            gpus_per_job=args.gpus_per_job,
+            ray_address=args.ray_address,
+            plan=args.plan,
+            ms_per_step=args.ms_per_step,
         )
+
+    def plan_slots(self) -> tuple[int, str]:
+        """The plan's concurrent jobs and where they run: the local packing (one GPU assumed where a GPU
+        fraction is given but none is visible), or ``workers`` for Ray."""
+        if self.executor == "ray":
+            return self.workers, f"{self.workers} Ray task(s) at once (--workers)"
+        gpus = visible_gpus() if self.gpus_per_job is not None else []
+        groups = worker_groups(self.workers, self.gpus_per_job, gpus or ["0"])
+        where = describe_groups(groups, 1, self.gpus_per_job)
+        if self.gpus_per_job is not None and not gpus:
+            where += " (no GPU visible here: planned for one)"
+        return sum(n for _, n in groups), where
 
 
 def study_flags(p: argparse.ArgumentParser, *, default_out: str, what: str = "study") -> None:
-    """The flags of ``SweepOptions``: ``--out``, ``--overwrite``, ``--resume``, ``--workers``, ``--executor``
-    and ``--no-progress``."""
+    """The flags of ``SweepOptions``: ``--out``, ``--overwrite``, ``--resume``, ``--workers``, ``--gpus-per-job``,
+    ``--plan``, ``--ms-per-step``, ``--executor``, ``--ray-address`` and ``--no-progress``."""
     sweep_flags(p, default_out=default_out, what=what)
     p.add_argument("--executor", default="local", choices=EXECUTORS, help="local processes or ray")
+    p.add_argument("--ray-address", help="join the running Ray cluster at HOST:PORT (with --executor ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
 
 
@@ -75,6 +115,9 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
     ``out`` is claimed (``interp.run_dirs``): another run's directory is refused unless ``options.overwrite``,
     and a finished run of this config is reused without rewriting its files. Failed jobs raise a
     ``ConfigError`` once everything else was run and written (unless ``sweep.keep_failures``).
+
+    With ``options.plan`` nothing runs: the plan is printed, written to ``plan.json`` (beside the job
+    directories that planning makes, which a later run reuses) and the process exits with code 0, as ``--help``.
     """
     options = options or SweepOptions()
     fingerprint = {"study": sweep.study, "config": sweep.config}
@@ -84,16 +127,33 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
         if not claim.done:
             write_json(out / sweep.config_file, sweep.config)
         plan = sweep.plan()
-        t0 = time.time()
-        results = run_jobs(
-            sweep.jobs(plan), workers=options.workers, executor=options.executor, progress=options.progress
-        )
-        summary = sweep.summarise(plan, results, time.time() - t0)
-        if not claim.done:
-            write_json(out / "results.json", summary)
-            sweep.report(summary, out / "report.html")
-        if sweep.keep_failures:
-            claim.finished = all(r.ok for r in results)
+        jobs = sweep.jobs(plan)
+        if options.plan:
+            claim.finished = False  # a later run continues this directory
+            slots, where = options.plan_slots()
+            planned = plan_sweep(jobs, slots=slots, placement=where, ms_per_step=options.ms_per_step)
+            write_json(out / PLAN_FILE, planned.to_json())
         else:
-            raise_failures(results)
+            if not claim.done:
+                write_json(out / SWEEP_FILE, dataclasses.asdict(options))
+            t0 = time.time()
+            results = run_jobs(
+                jobs,
+                workers=options.workers,
+                executor=options.executor,
+                gpus_per_job=options.gpus_per_job,
+                ray_address=options.ray_address,
+                progress=options.progress,
+            )
+            summary = sweep.summarise(plan, results, time.time() - t0)
+            if not claim.done:
+                write_json(out / "results.json", summary)
+                sweep.report(summary, out / "report.html")
+            if sweep.keep_failures:
+                claim.finished = all(r.ok for r in results)
+            else:
+                raise_failures(results)
+    if options.plan:
+        print(planned.to_text())
+        sys.exit(0)
     return summary

@@ -63,6 +63,24 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def worker_groups(workers: int, gpus_per_job: float | None, gpus: list[str]) -> list[tuple[str | None, int]]:
+    """The local worker pools as (GPU or None, processes): floor(1 / gpus_per_job) per GPU in ``gpus``, or
+    ``workers`` CPU processes when no fraction is given or no GPU is visible."""
+    if gpus_per_job is None or not gpus:
+        return [(None, workers)]
+    return [(gpu, jobs_per_gpu(gpus_per_job)) for gpu in gpus]
+
+
+def describe_groups(groups: list[tuple[str | None, int]], threads: int, gpus_per_job: float | None) -> str:
+    """One line saying where ``worker_groups``'s pools run jobs."""
+    total = sum(n for _, n in groups)
+    if groups[0][0] is None:
+        unused = "; no GPU visible, so the GPU fraction is unused" if gpus_per_job is not None else ""
+        return f"{total} worker process(es), {threads} torch thread(s) each{unused}"
+    gpus = ", ".join(str(gpu) for gpu, _ in groups)
+    return f"{total} worker processes: {groups[0][1]} per GPU ({gpus_per_job} GPU each) on GPU(s) {gpus}"
+
+
 def execute_job(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[str, Any]:
     """Run one job in a worker: set threads, import and call the function, write DONE last.
 
@@ -146,17 +164,8 @@ class LocalBackend(Backend):
     def __init__(self, workers: int, threads: int, gpus_per_job: float | None = None) -> None:
         self.threads = threads
         gpus = visible_gpus() if gpus_per_job is not None else []
-        if gpus:
-            per_gpu = jobs_per_gpu(gpus_per_job)
-            self.groups: list[tuple[str | None, int]] = [(gpu, per_gpu) for gpu in gpus]
-            self.placement = (
-                f"{per_gpu} job(s) per GPU ({gpus_per_job} GPU each) on GPU(s) {', '.join(gpus)}: "
-                f"{per_gpu * len(gpus)} worker processes"
-            )
-        else:
-            self.groups = [(None, workers)]
-            unused = "; no GPU visible, so --gpus-per-job is unused" if gpus_per_job is not None else ""
-            self.placement = f"{workers} worker process(es), {threads} torch thread(s) each{unused}"
+        self.groups = worker_groups(workers, gpus_per_job, gpus)
+        self.placement = describe_groups(self.groups, threads, gpus_per_job)
         self.slots = sum(n for _, n in self.groups)
         self.pools = [self._new_pool(i) for i in range(len(self.groups))]
         self.running = [0] * len(self.groups)

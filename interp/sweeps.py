@@ -288,7 +288,7 @@ def _schedule(jobs: list[Job], backend: Backend, *, progress: bool) -> dict[str,
 
     pending: list[Job] = []
     for job in jobs:
-        cached = _read_done(job)
+        cached = read_done(job)
         if cached is not None:
             record(cached)
             continue
@@ -318,7 +318,7 @@ def _schedule(jobs: list[Job], backend: Backend, *, progress: bool) -> dict[str,
     return results
 
 
-def _read_done(job: Job) -> JobResult | None:
+def read_done(job: Job) -> JobResult | None:
     """The recorded result when ``job.out_dir/DONE`` is a finished run of this same job, else None."""
     marker = Path(job.out_dir) / DONE
     if not marker.is_file():

@@ -145,8 +145,11 @@ def _ft_lr(config: PCFGStudyConfig, level: str) -> float:
 def _plan_pretrain(planner: Planner, config: PCFGStudyConfig, seed: int) -> dict[tuple[int, str], Path]:
     """One pretrained model per operand prior, the control's prior included."""
     kwargs = {**_common(config), "seed": seed, "lr": config.pretrain_lr}
+    steps = study_preset(config.preset).pretrain_steps
     return {
-        (seed, prior): planner.add("pretrain", f"{__name__}:job_pretrain", {**kwargs, "prior": prior})
+        (seed, prior): planner.add(
+            "pretrain", f"{__name__}:job_pretrain", {**kwargs, "prior": prior}, steps=steps
+        )
         for prior in (*config.priors, config.control_prior)
     }
 
@@ -156,12 +159,13 @@ def _plan_finetune(
 ) -> dict[tuple[int, FinetuneSetting], Path]:
     """The fine-tuning grid: prior x LR level x C_Tr."""
     dirs = {}
+    steps = study_preset(config.preset).finetune_steps
     for setting in config.finetune_grid:
         prior, level, c_tr = setting
         base = pretrain[seed, prior]
         kwargs = {**_common(config), "base": str(base), "seed": seed, "lr": _ft_lr(config, level)}
         kwargs |= {"lr_level": level, "lr_labelling": config.lr_labelling, "c_tr": c_tr, "q": config.q}
-        dirs[seed, setting] = planner.add("finetune", f"{__name__}:job_finetune", kwargs, [base])
+        dirs[seed, setting] = planner.add("finetune", f"{__name__}:job_finetune", kwargs, [base], steps=steps)
     return dirs
 
 
@@ -179,13 +183,15 @@ def _plan_reverse(
     starts = {setting_name(s): (finetune[seed, s], pretrain[seed, s[0]], False) for s in config.reverse_from}
     control, ref = pretrain[seed, config.control_prior], pretrain[seed, config.priors[0]]
     starts |= {"Scr.+FT": (control, ref, False), "Scr.": (control, ref, True)}
-    control_steps = config.control_reverse_factor * study_preset(config.preset).reverse_steps
+    steps = study_preset(config.preset).reverse_steps
     dirs = {}
     for name, (start, reference, scratch) in starts.items():
         job = {**kwargs, "start": str(start), "reference": str(reference), "from_scratch": scratch}
         if name == "Scr.+FT" and config.control_reverse_factor > 1:
-            job["steps"] = control_steps
-        dirs[seed, name] = planner.add("reverse", f"{__name__}:job_reverse", job, [start, reference])
+            job["steps"] = config.control_reverse_factor * steps
+        dirs[seed, name] = planner.add(
+            "reverse", f"{__name__}:job_reverse", job, [start, reference], steps=job.get("steps", steps)
+        )
     return dirs
 
 
