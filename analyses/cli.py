@@ -21,7 +21,7 @@ from interp.errors import ConfigError, FtmechError
 from interp.jsonio import print_json, read_json
 from interp.run_dirs import claim_output
 
-STUDIES = {name: f"analyses.{name}" for name in ("pcfg", "tracr", "tinystories", "audit_bench")}
+STUDIES = {name: f"analyses.{name}" for name in ("pcfg", "tracr", "tinystories", "audit_bench", "gam")}
 NOT_SETTINGS = ("handler", "claim_output", "out", "overwrite", "resume", "no_progress", "threads")
 
 

@@ -1,0 +1,1 @@
+"""``ftmech reproduce gam``: GAM beside a transformer of the same size (cost, loss, receptive field, wrappers)."""
