@@ -4,7 +4,7 @@ A task (PCFG, tracr, stories, or a user's own) turns its examples into these; no
 knows which task made them.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -42,14 +42,21 @@ class Batch:
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
-    def to(self, device: torch.device | str) -> "Batch":
-        """The same batch on ``device``."""
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> "Batch":
+        """The same batch on ``device`` (``non_blocking`` copies from pinned memory overlap compute on CUDA)."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> "Batch":
+        """The same batch in page-locked host memory, for fast asynchronous copies to a GPU."""
+        return self._map(torch.Tensor.pin_memory)
+
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> "Batch":
         return Batch(
-            tokens=self.tokens.to(device),
-            answer_pos=self.answer_pos.to(device),
-            answers=self.answers.to(device),
-            loss_mask=None if self.loss_mask is None else self.loss_mask.to(device),
-            labels={k: v.to(device) for k, v in self.labels.items()},
+            tokens=fn(self.tokens),
+            answer_pos=fn(self.answer_pos),
+            answers=fn(self.answers),
+            loss_mask=None if self.loss_mask is None else fn(self.loss_mask),
+            labels={k: fn(v) for k, v in self.labels.items()},
         )
 
     def slice(self, start: int, stop: int) -> "Batch":

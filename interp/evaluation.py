@@ -35,19 +35,26 @@ def answer_logits(model: torch.nn.Module, batch: Batch) -> Float[Tensor, "batch 
     return logits[torch.arange(len(batch), device=logits.device), batch.answer_pos]
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Sequences per evaluation forward pass when none is given: small on a CPU, where activations of large
+    batches fall out of cache and each example costs more, large on an accelerator."""
+    return 64 if device.type == "cpu" else 512
+
+
 def majority_floor(answers: Int[Tensor, " batch"]) -> float:
     """Accuracy of always answering the most common answer."""
     counts = torch.bincount(answers.flatten().cpu())
     return float(counts.max()) / max(1, answers.numel())
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, batch: Batch, *, batch_size: int = 512) -> tuple[Tensor, float]:
-    """Argmax answers and the mean answer cross-entropy over ``batch``, evaluated in chunks."""
+@torch.inference_mode()
+def predict(model: torch.nn.Module, batch: Batch, *, batch_size: int | None = None) -> tuple[Tensor, float]:
+    """Argmax answers and the mean answer cross-entropy over ``batch``, evaluated in chunks of ``batch_size``
+    (``eval_batch_size`` for the model's device when None)."""
     device = next(model.parameters()).device
     batch.check_vocab(model.cfg.d_vocab)
     preds, loss_sum = [], 0.0
-    for chunk in batch.chunks(batch_size):
+    for chunk in batch.chunks(batch_size or eval_batch_size(device)):
         chunk = chunk.to(device)
         logits = answer_logits(model, chunk)
         loss_sum += float(F.cross_entropy(logits.float(), chunk.answers, reduction="sum"))
@@ -55,7 +62,7 @@ def predict(model: torch.nn.Module, batch: Batch, *, batch_size: int = 512) -> t
     return torch.cat(preds), loss_sum / max(1, len(batch))
 
 
-def evaluate(model: torch.nn.Module, eval_set: EvalSet, *, batch_size: int = 512) -> EvalResult:
+def evaluate(model: torch.nn.Module, eval_set: EvalSet, *, batch_size: int | None = None) -> EvalResult:
     """Exact-match accuracy of the argmax answer, with the majority and shortcut floors."""
     was_training = model.training
     model.eval()

@@ -464,7 +464,7 @@ def pruning_curve(
                 _zero_unit(state, unit)
         done = k
         for eval_set in eval_sets:
-            result = evaluate(pruned, eval_set, batch_size=batch_size)
+            result = evaluate(pruned, eval_set)
             accuracy[eval_set.name].append(result.accuracy)
             loss[eval_set.name].append(result.loss)
     return PruneCurve(

@@ -4,8 +4,10 @@ Data come from ``batch_fn(step) -> Batch``: a pure function of the step (the cal
 resumed run sees exactly the batches an uninterrupted one would and ends with identical weights.
 """
 
+import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from interp import prefetch
 from interp.atomic_files import atomic_write_text
 from interp.batches import Batch, EvalSet
 from interp.checkpoints import (
@@ -56,7 +59,7 @@ class TrainConfig:
     eval_steps: tuple[int, ...] | None = (
         None  # explicit evaluation steps (e.g. log-spaced); overrides eval_every
     )
-    eval_batch_size: int = 512  # sequences per evaluation forward pass
+    eval_batch_size: int | None = None  # sequences per evaluation forward pass; None: by device
     checkpoint_every: int | None = None  # steps between resumable checkpoints; None: only at the end
     seed: int = 0  # data and any other randomness of the run
     device: str = "auto"  # auto, cpu or cuda
@@ -64,6 +67,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = (
         "fp32"  # bf16: autocast the forward pass (weights, optimizer stay fp32)
     )
+    compile: bool = False  # torch.compile the training forward pass (CUDA graphs on a GPU)
+    data_workers: int = 0  # processes making batches ahead of the step (0: in the loop)
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -88,6 +93,10 @@ class TrainConfig:
             raise ConfigError(f"eval_every must be >= 1, got {self.eval_every}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every must be >= 1 or unset, got {self.checkpoint_every}")
+        if self.data_workers < 0:
+            raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise ConfigError(f"eval_batch_size must be >= 1 or unset, got {self.eval_batch_size}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ConfigError(f"grad_clip must be > 0 or unset, got {self.grad_clip}")
 
@@ -250,8 +259,23 @@ def _starting_point(
     return load_resume_state(out, model, optimizer, config)
 
 
+def compiled(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``model`` wrapped by ``torch.compile`` when ``enabled`` (it shares the model's parameters), else itself.
+
+    On CUDA the compiled graphs run as CUDA graphs (shapes are static in training). Compiled kernels are
+    cached in ``$TORCHINDUCTOR_CACHE_DIR`` (default ``~/.cache/ftmech/torchinductor``), so only the first run
+    of a shape pays for compilation.
+    """
+    if not enabled:
+        return model
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path.home() / ".cache" / "ftmech" / "torchinductor"))
+    cuda = next(model.parameters()).device.type == "cuda"
+    return torch.compile(model, mode="reduce-overhead" if cuda else None, dynamic=False)
+
+
 def _optimizer_step(
     model: torch.nn.Module,
+    forward: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: Batch,
     config: TrainConfig,
@@ -259,11 +283,12 @@ def _optimizer_step(
     out: Path | None,
     history: list[dict[str, Any]],
 ) -> float:
-    """One optimizer step on ``batch``; its loss. A non-finite loss is a TrainingError, raised after the last
-    finite weights were saved as a resumable state in ``out``."""
+    """One optimizer step on ``batch`` (the loss computed by ``forward``, ``model`` or its compiled wrapper);
+    its loss. A non-finite loss is a TrainingError, raised after the last finite weights were saved as a
+    resumable state in ``out``."""
     device = batch.tokens.device
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-        loss = batch_loss(model, batch, config.loss)
+        loss = batch_loss(forward, batch, config.loss)
     if not torch.isfinite(loss.detach()):
         if out is not None:
             save_resume_state(out, model, optimizer, step, config, history)
@@ -311,26 +336,33 @@ def train(
         record(0, None)
     losses: list[float] = []
     bar = tqdm(total=config.steps, initial=start, disable=not progress, dynamic_ncols=True, leave=False)
-    for step in range(start, config.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config)
-        batch = batch_fn(step)
-        batch.check_vocab(model.cfg.d_vocab)
-        losses.append(_optimizer_step(model, optimizer, batch.to(device), config, step, out, history))
-        done = step + 1
-        bar.update(1)
-        if config.is_eval_step(done):
-            record(done, sum(losses) / len(losses))
-            losses = []
-            summary = {k: round(v["accuracy"], 3) for k, v in history[-1]["eval"].items()}
-            bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", **summary)
-        if (
-            out is not None
-            and config.checkpoint_every
-            and done % config.checkpoint_every == 0
-            and done < config.steps
-        ):
-            save_resume_state(out, model, optimizer, done, config, history)
+    forward = compiled(model, config.compile)
+    steps = range(start, config.steps)
+    with contextlib.closing(prefetch.batches(batch_fn, steps, workers=config.data_workers)) as stream:
+        for step, batch in zip(steps, stream, strict=True):
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, config)
+            batch.check_vocab(model.cfg.d_vocab)
+            batch = (
+                batch.pin_memory().to(device, non_blocking=True)
+                if device.type == "cuda"
+                else batch.to(device)
+            )
+            losses.append(_optimizer_step(model, forward, optimizer, batch, config, step, out, history))
+            done = step + 1
+            bar.update(1)
+            if config.is_eval_step(done):
+                record(done, sum(losses) / len(losses))
+                losses = []
+                summary = {k: round(v["accuracy"], 3) for k, v in history[-1]["eval"].items()}
+                bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", **summary)
+            if (
+                out is not None
+                and config.checkpoint_every
+                and done % config.checkpoint_every == 0
+                and done < config.steps
+            ):
+                save_resume_state(out, model, optimizer, done, config, history)
     bar.close()
     return TrainResult(
         history=history, final_step=config.steps, wall_seconds=time.time() - t0, resumed_from=resumed_from

@@ -29,44 +29,64 @@ RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "e": (("c", "b"), ("c", "a", "b")),
     "f": (("c", "b", "a"), ("b", "a")),
 }
-_TERMINAL_ID = {t: i for i, t in enumerate(TERMINALS)}
-# Rules compiled to ints: nonterminals are negative ids, terminals their index in TERMINALS.
-_NT_ID = {nt: -(i + 1) for i, nt in enumerate(RULES)}
-_COMPILED: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
-    _NT_ID[nt]: tuple(tuple(_NT_ID.get(s, _TERMINAL_ID.get(s, 0)) for s in rhs) for rhs in rules)
-    for nt, rules in RULES.items()
-}
+_SYMBOLS = (*TERMINALS, *RULES)  # a symbol's code is its index: terminals 0..2, then the nonterminals
+_CODE = {symbol: i for i, symbol in enumerate(_SYMBOLS)}
+_MAX_RHS = max(len(rhs) for rules in RULES.values() for rhs in rules)
+# _RHS[symbol, rule] is the right-hand side padded with -1, _LENGTH[symbol, rule] its length; a terminal
+# rewrites to itself under both rules, so every level of the tree expands in one vectorised step.
+_RHS = np.full((len(_SYMBOLS), 2, _MAX_RHS), -1, dtype=np.int64)
+_LENGTH = np.ones((len(_SYMBOLS), 2), dtype=np.int64)
+_RHS[: len(TERMINALS), :, 0] = np.arange(len(TERMINALS))[:, None]
+for _nt, _rules in RULES.items():
+    for _choice, _rhs in enumerate(_rules):
+        _RHS[_CODE[_nt], _choice, : len(_rhs)] = [_CODE[s] for s in _rhs]
+        _LENGTH[_CODE[_nt], _choice] = len(_rhs)
+WINDOW_BLOCK = 64  # grammar strings generated per vectorised draw of windows
 
 
-def sample_string(rng: np.random.Generator) -> np.ndarray:
-    """One full grammar string as terminal ids (0=a, 1=b, 2=c), by left-to-right expansion."""
-    coins = rng.integers(0, 2, size=256).tolist()
-    used = 0
-    out: list[int] = []
-    stack = [_NT_ID[ROOT]]
-    while stack:
-        symbol = stack.pop()
-        if symbol >= 0:
-            out.append(symbol)
-            continue
-        if used == len(coins):
-            coins += rng.integers(0, 2, size=256).tolist()
-        rhs = _COMPILED[symbol][coins[used]]
-        used += 1
-        stack.extend(reversed(rhs))
-    return np.array(out, dtype=np.int64)
+def sample_strings(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """``n`` full grammar strings as terminal ids (0=a, 1=b, 2=c), expanded level by level for all at once:
+    each symbol picks one of its two rules with a fair coin, as in a left-to-right expansion."""
+    symbols = np.full(n, _CODE[ROOT], dtype=np.int64)
+    owner = np.arange(n)
+    while symbols.size and symbols.max() >= len(TERMINALS):
+        choice = rng.integers(0, 2, size=symbols.size)
+        lengths = _LENGTH[symbols, choice]
+        symbols = _RHS[symbols, choice][np.arange(_MAX_RHS) < lengths[:, None]]
+        owner = np.repeat(owner, lengths)
+    return np.split(symbols, np.cumsum(np.bincount(owner, minlength=n))[:-1])
 
 
-def sample_window(rng: np.random.Generator, window: int) -> np.ndarray:
-    """A random contiguous window of ``window`` terminals; strings shorter than it are redrawn."""
-    if window < 1:
-        raise ConfigError(f"window must be >= 1, got {window}")
-    for _ in range(1000):
-        string = sample_string(rng)
-        if len(string) >= window:
-            start = int(rng.integers(0, len(string) - window + 1))
-            return string[start : start + window]
-    raise ConfigError(f"window {window} is longer than almost every grammar string; use a window <= 250")
+class Windows:
+    """Random contiguous windows of fresh grammar strings, drawn from ``rng`` a block of strings at a time.
+
+    Strings shorter than the window are skipped. The draws depend only on ``rng``'s state, so a task's batches
+    stay a pure function of their seed.
+    """
+
+    def __init__(self, rng: np.random.Generator, window: int) -> None:
+        if window < 1:
+            raise ConfigError(f"window must be >= 1, got {window}")
+        self.rng, self.window = rng, window
+        self._ready: list[np.ndarray] = []
+
+    def _refill(self) -> None:
+        for _ in range(20):
+            strings = [s for s in sample_strings(self.rng, WINDOW_BLOCK) if len(s) >= self.window]
+            if strings:
+                starts = self.rng.integers(0, np.array([len(s) for s in strings]) - self.window + 1)
+                self._ready = [s[i : i + self.window] for s, i in zip(strings, starts.tolist(), strict=True)]
+                self._ready.reverse()
+                return
+        raise ConfigError(
+            f"window {self.window} is longer than almost every grammar string; use a window <= 250"
+        )
+
+    def next(self) -> np.ndarray:
+        """The next window of ``window`` terminal ids."""
+        if not self._ready:
+            self._refill()
+        return self._ready.pop()
 
 
 def to_text(ids: np.ndarray) -> list[str]:

@@ -250,10 +250,23 @@ def load_pcfg_model(
     return model, info, task_from_checkpoint(info, str(ckpt_dir))
 
 
-def _batches(task: PCFGTask, spec: SampleSpec, config: TrainConfig) -> Callable[[int], Batch]:
-    """Batches of ``spec`` from ``task``, each drawn from the recipe's seed and the step."""
-    seed, bs = config.seed, config.batch_size
-    return lambda step: task.batch(spec, bs, seed, step)
+@dataclass(frozen=True)
+class SpecBatches:
+    """Batches of ``spec`` from ``task``, each drawn from ``seed`` and the step; a dataclass, so it pickles for
+    the training engine's data workers."""
+
+    task: PCFGTask
+    spec: SampleSpec
+    batch_size: int
+    seed: int
+
+    def __call__(self, step: int) -> Batch:
+        return self.task.batch(self.spec, self.batch_size, self.seed, step)
+
+
+def _batches(task: PCFGTask, spec: SampleSpec, config: TrainConfig) -> SpecBatches:
+    """Batches of ``spec`` from ``task`` under the recipe's seed and batch size."""
+    return SpecBatches(task, spec, config.batch_size, config.seed)
 
 
 def _train_and_save(
@@ -297,19 +310,29 @@ def run_pretrain(
     )
 
 
-def finetune_batch_fn(task: PCFGTask, config: FinetuneConfig):
-    """Batches of a fine-tuning run, with ``mix_pt_frac`` of each drawn from the pretraining mixture."""
-    spec = finetune_spec(config)
-    seed, bs = config.train.seed, config.train.batch_size
-    n_pt = round(bs * config.mix_pt_frac)
+@dataclass(frozen=True)
+class FinetuneBatches:
+    """Batches of a fine-tuning run: ``n_pt`` of each drawn from the pretraining mixture, the rest from
+    ``spec``; a dataclass, so it pickles for the training engine's data workers."""
 
-    def batch_fn(step: int) -> Batch:
-        ft = task.batch(spec, bs - n_pt, seed, step)
-        if n_pt == 0:
+    task: PCFGTask
+    spec: SampleSpec
+    batch_size: int
+    n_pt: int
+    seed: int
+
+    def __call__(self, step: int) -> Batch:
+        ft = self.task.batch(self.spec, self.batch_size - self.n_pt, self.seed, step)
+        if self.n_pt == 0:
             return ft
-        return concat_batches([ft, task.batch(pretrain_spec(), n_pt, seed + 1_000_003, step)])
+        mix = self.task.batch(pretrain_spec(), self.n_pt, self.seed + 1_000_003, step)
+        return concat_batches([ft, mix])
 
-    return batch_fn
+
+def finetune_batch_fn(task: PCFGTask, config: FinetuneConfig) -> FinetuneBatches:
+    """Batches of a fine-tuning run, with ``mix_pt_frac`` of each drawn from the pretraining mixture."""
+    bs = config.train.batch_size
+    return FinetuneBatches(task, finetune_spec(config), bs, round(bs * config.mix_pt_frac), config.train.seed)
 
 
 def run_finetune(

@@ -23,7 +23,7 @@ import torch
 from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
 from interp.runtime import numpy_rng
-from procedural_tasks.pcfg import TERMINALS, sample_window, to_text
+from procedural_tasks.pcfg import TERMINALS, Windows, to_text
 from procedural_tasks.vocab import Vocabulary
 
 FAMILIES = ("count", "count_bigram", "index", "index_bigram", "token")
@@ -310,14 +310,20 @@ def _coincides(config: PCFGTaskConfig, spec: SampleSpec, family: str, text: np.n
 
 
 def sample(
-    config: PCFGTaskConfig, spec: SampleSpec, rng: np.random.Generator, accept: np.ndarray | None = None
+    config: PCFGTaskConfig,
+    spec: SampleSpec,
+    rng: np.random.Generator,
+    accept: np.ndarray | None = None,
+    windows: Windows | None = None,
 ) -> Sample:
     """Draw one sample under ``spec``.
 
     ``accept[y]`` is the probability of keeping a correlated sample whose new r(x, O_FT) is y: rejection
     that pulls the correlated label distribution back towards the uncorrelated one (see
-    ``PCFGTask.acceptance``).
+    ``PCFGTask.acceptance``). ``windows`` supplies the text windows (drawn from ``rng`` when None); pass one
+    ``Windows`` to many calls, as ``PCFGTask.samples`` does, so its strings are generated a block at a time.
     """
+    windows = windows or Windows(rng, config.window)
     family = spec.family or config.families[int(rng.integers(len(config.families)))]
     family_token = spec.family_token
     if (
@@ -335,7 +341,7 @@ def sample(
         region = int(rng.integers(config.region_min, config.region + 1))
     correlated = spec.c > 0 and rng.random() < spec.c
     for _ in range(1000):
-        text = sample_window(rng, config.window)
+        text = windows.next()
         if correlated:
             edit = (
                 plant_count_correlation(text, spec.operand_pt, spec.operand_ft, spec.q, region, rng)
@@ -408,20 +414,20 @@ class PCFGTask:
             n, size = 3000, self.config.region + spec.q + 1
             plain = SampleSpec(family="count", operand=spec.operand_ft)
             corr = dataclasses.replace(plain, c=1.0, operand_pt=spec.operand_pt, q=spec.q)
-            p = (
-                np.bincount([sample(self.config, plain, rng).answer for _ in range(n)], minlength=size)[:size]
-                + 1
-            )
-            r = (
-                np.bincount([sample(self.config, corr, rng).answer for _ in range(n)], minlength=size)[:size]
-                + 1
-            )
+            p = np.bincount([s.answer for s in self._draw(plain, n, rng, None)], minlength=size)[:size] + 1
+            r = np.bincount([s.answer for s in self._draw(corr, n, rng, None)], minlength=size)[:size] + 1
             self._acceptance[key] = np.minimum(1.0, (p / p.sum()) / (MAX_RATIO * r / r.sum()))
         return self._acceptance[key]
 
     def samples(self, spec: SampleSpec, n: int, rng: np.random.Generator) -> list[Sample]:
-        accept = self.acceptance(spec)
-        return [sample(self.config, spec, rng, accept) for _ in range(n)]
+        """``n`` samples of ``spec`` drawn from ``rng`` (correlated ones kept by ``acceptance``)."""
+        return self._draw(spec, n, rng, self.acceptance(spec))
+
+    def _draw(
+        self, spec: SampleSpec, n: int, rng: np.random.Generator, accept: np.ndarray | None
+    ) -> list[Sample]:
+        windows = Windows(rng, self.config.window)
+        return [sample(self.config, spec, rng, accept, windows) for _ in range(n)]
 
     def batch(self, spec: SampleSpec, n: int, seed: int, step: int) -> Batch:
         """Training batch ``step`` of the stream seeded by ``seed``."""

@@ -31,7 +31,7 @@ from interp.lr_levels import LABELLINGS, LEVELS, checkpoint_pretrain_lr, lr_for_
 from interp.models import preset as model_preset
 from interp.runtime import numpy_rng
 from interp.study_runs import SweepOptions, study_flags
-from procedural_tasks.pcfg import sample_string, to_text
+from procedural_tasks.pcfg import sample_strings, to_text
 from procedural_tasks.pcfg_protocols import (
     FinetuneConfig,
     PretrainConfig,
@@ -144,9 +144,8 @@ def cmd_data_pcfg(args: argparse.Namespace) -> None:
 
 def cmd_data_strings(args: argparse.Namespace) -> None:
 
-    rng = numpy_rng(args.seed)
-    for _ in range(args.n):
-        print(" ".join(to_text(sample_string(rng))))
+    for string in sample_strings(numpy_rng(args.seed), args.n):
+        print(" ".join(to_text(string)))
 
 
 # --- stages ----------------------------------------------------------------------------------------

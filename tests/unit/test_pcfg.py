@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from interp.errors import ConfigError, DataError
-from procedural_tasks.pcfg import RULES, TERMINALS, sample_string, sample_window, to_text
+from procedural_tasks.pcfg import RULES, TERMINALS, WINDOW_BLOCK, Windows, sample_strings, to_text
 from procedural_tasks.pcfg_tasks import (
     PCFGTask,
     PCFGTaskConfig,
@@ -43,22 +43,36 @@ def derives(text: str) -> bool:
 @settings(max_examples=20)
 @given(st.integers(0, 2**32 - 1))
 def test_grammar_strings_are_derivable(seed: int) -> None:
-    text = "".join(to_text(sample_string(np.random.default_rng(seed))))
-    assert 150 <= len(text) <= 400
-    assert derives(text)
+    for string in sample_strings(np.random.default_rng(seed), 3):
+        text = "".join(to_text(string))
+        assert 150 <= len(text) <= 400
+        assert derives(text)
 
 
 def test_non_derivable_string_is_rejected_by_the_checker() -> None:
-    text = "".join(to_text(sample_string(np.random.default_rng(0))))
+    text = "".join(to_text(sample_strings(np.random.default_rng(0), 1)[0]))
     assert not derives(text[:-1] + ("a" if text[-1] != "a" else "b"))
     assert not derives(text + "a")
 
 
 def test_window_is_a_contiguous_substring() -> None:
-    rng = np.random.default_rng(1)
-    for _ in range(20):
-        w = sample_window(rng, 50)
+    windows = Windows(np.random.default_rng(1), 50)
+    strings = "|".join("".join(to_text(s)) for s in sample_strings(np.random.default_rng(1), WINDOW_BLOCK))
+    for _ in range(WINDOW_BLOCK // 2):  # the windows of the stream's first block of strings
+        w = windows.next()
         assert len(w) == 50 and set(w.tolist()) <= {0, 1, 2}
+        assert "".join(to_text(w)) in strings
+
+
+def test_string_lengths_have_the_grammars_expected_mean() -> None:
+    @functools.cache
+    def expected_length(symbol: str) -> float:
+        if symbol in TERMINALS:
+            return 1.0
+        return sum(0.5 * sum(expected_length(part) for part in rhs) for rhs in RULES[symbol])
+
+    lengths = np.array([len(s) for s in sample_strings(np.random.default_rng(3), 4000)])
+    assert abs(lengths.mean() - expected_length("s")) < 4 * lengths.std() / np.sqrt(len(lengths))
 
 
 @given(st.integers(0, 10_000), st.sampled_from(["a", "b", "c"]))
@@ -92,7 +106,7 @@ def test_bigram_and_token_families() -> None:
 @given(st.integers(0, 10_000), st.integers(0, 3))
 def test_count_correlation_holds_and_keeps_count_a(seed: int, q: int) -> None:
     rng = np.random.default_rng(seed)
-    text = sample_window(rng, 40)
+    text = Windows(rng, 40).next()
     edited = plant_count_correlation(text, "a", "b", q, 24, rng)
     if edited is None:
         return
@@ -107,7 +121,7 @@ def test_index_correlation_holds(seed: int) -> None:
     from procedural_tasks.pcfg_tasks import index_of_occurrence
 
     rng = np.random.default_rng(seed)
-    text = sample_window(rng, 40)
+    text = Windows(rng, 40).next()
     edited = plant_index_correlation(text, "a", "b", 1, 3, rng)
     if edited is None:
         return
