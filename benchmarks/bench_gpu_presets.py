@@ -1,27 +1,32 @@
-"""Step time, peak GPU memory and projected full-run time of the study-size presets: the PCFG ``paper``
-preset and the TinyStories 91M model (``gpu_study_config``), through the same code the studies run.
-Prints one JSON line (and writes it to --out); no asserts.
+"""Step time, its breakdown, peak GPU memory and projected full-run time of the study-size presets: the PCFG
+``paper`` preset and the TinyStories 91M model (``gpu_study_config``), through the same code the studies run.
+Writes ``benchmarks/results/bench_gpu_presets_<machine>_<date>.json`` and prints it; no asserts.
 
-    python benchmarks/bench_gpu_presets.py [--steps 40] [--device auto] [--out bench_gpu.json]
+    python benchmarks/bench_gpu_presets.py [--steps 40] [--device auto] [--pcfg-preset paper] [--n-stories 20000]
 
-Each measurement trains the real model with ``interp.training.train`` on the study's own batches
-(no evaluation sets, so the step time is training alone); data generation per batch is timed apart
-because it runs on the CPU. Generation is timed with the study's sampler at its sizes.
+Each measurement trains the real model with ``interp.training.train`` on the study's own batches (no
+evaluation sets, so the step time is training alone); data generation per batch is timed apart because it runs
+on the CPU. The PCFG step is also taken apart, each part synchronised on the GPU: data (generating the batch and
+copying it to the device), forward + backward (``batch_loss`` under the preset's precision), optimizer (gradient
+clipping and AdamW), and evaluation (one evaluation of the study's counting sets, amortised over the steps
+between evaluations). Made for CUDA; ``--device cpu --pcfg-preset tiny --n-stories 0`` is a smoke run.
 """
 
 import argparse
 import dataclasses
-import json
 import time
+from pathlib import Path
 
 import torch
+from bench_record import RESULTS_DIR, describe_machine, write_result
 
 from analyses.tinystories.config import gpu_study_config
+from interp.evaluation import evaluate
 from interp.models import build_model, n_params
 from interp.models import preset as model_preset
-from interp.runtime import resolve_device
-from interp.training import TrainConfig, train
-from procedural_tasks.pcfg_protocols import pretrain_spec, study_preset
+from interp.runtime import resolve_device, set_threads
+from interp.training import TrainConfig, batch_loss, make_optimizer, train
+from procedural_tasks.pcfg_protocols import counting_eval_sets, pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
 from procedural_tasks.story_batches import encode_stories, story_batch_fn
 from procedural_tasks.story_data import build_story_splits, build_story_tokenizer
@@ -48,8 +53,52 @@ def _data_ms(batch_fn, n: int = 5) -> float:
     return (time.perf_counter() - t) / n * 1e3
 
 
-def bench_pcfg_paper(steps: int, device_name: str) -> dict:
-    sp = study_preset("paper")
+def _now(device: torch.device) -> float:
+    """The time once the GPU's queued work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def step_breakdown(model, task: PCFGTask, config: TrainConfig, eval_n: int, device: torch.device) -> dict:
+    """Mean ms per step of each part of a training step (see the module docstring), over ``config.steps``
+    steps after one warm-up step, and one evaluation amortised over the preset's evaluation interval."""
+    optimizer = make_optimizer(model, config)
+    parts = {"data": 0.0, "forward_backward": 0.0, "optimizer": 0.0}
+    for step in range(config.steps + 1):
+        t0 = _now(device)
+        batch = task.batch(pretrain_spec(), config.batch_size, seed=2, step=step).to(device)
+        t1 = _now(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            loss = batch_loss(model, batch, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t2 = _now(device)
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        t3 = _now(device)
+        if step:  # step 0 warms up
+            for name, ms in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                parts[name] += 1e3 * ms / config.steps
+    eval_sets = counting_eval_sets(task, eval_n, seed=0)
+    t0 = _now(device)
+    for eval_set in eval_sets:
+        evaluate(model, eval_set)
+    evaluation = 1e3 * (_now(device) - t0)
+    interval = config.eval_every if config.eval_steps is None else config.steps / len(config.eval_steps)
+    parts["evaluation"] = evaluation / interval
+    return {
+        "ms_per_step": parts,
+        "total_ms_per_step": sum(parts.values()),
+        "evaluation_ms_each": evaluation,
+        "evaluation_sets": [s.name for s in eval_sets],
+        "steps_between_evaluations": interval,
+    }
+
+
+def bench_pcfg(preset: str, steps: int, device_name: str) -> dict:
+    sp = study_preset(preset)
     task = PCFGTask(sp.task)
     seq_len = task.batch(pretrain_spec(), 1, 0, 0).tokens.shape[1]
     device = resolve_device(device_name)
@@ -61,13 +110,19 @@ def bench_pcfg_paper(steps: int, device_name: str) -> dict:
     timing = _timed_training(model, lambda s: pre[s % len(pre)], config, device)
     data = _data_ms(lambda s: task.batch(pretrain_spec(), sp.batch_size, 1, s))
     per_step = timing["s_per_step"] + data / 1e3  # the loop generates each batch on the CPU, then steps
+    full = sp.train_config("pretrain", lr=1e-3, device=device_name)
+    breakdown = step_breakdown(model, task, dataclasses.replace(full, steps=steps), sp.eval_n, device)
     return {
-        "preset": "paper",
+        "preset": preset,
         "n_params": n_params(model),
         "batch": [sp.batch_size, seq_len],
+        "precision": config.precision,
         "train": timing,
         "data_ms_per_batch": data,
+        "breakdown": breakdown,
+        "pretrain_steps": sp.pretrain_steps,
         "pretrain_hours_projected": sp.pretrain_steps * per_step / 3600,
+        "pretrain_hours_projected_from_breakdown": sp.pretrain_steps * breakdown["total_ms_per_step"] / 3.6e6,
         "bound_by": "data generation (CPU)" if data / 1e3 > timing["s_per_step"] else "model step",
     }
 
@@ -114,25 +169,27 @@ def bench_story_91m(steps: int, device_name: str, n_stories: int) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=40, help="timed training steps per measurement")
     p.add_argument("--device", default="auto")
-    p.add_argument("--n-stories", type=int, default=20_000, help="synthetic stories for the 91M measurement")
-    p.add_argument("--out", help="also write the JSON here")
-    args = p.parse_args()
+    p.add_argument("--pcfg-preset", default="paper", help="PCFG study preset (tiny for a CPU smoke run)")
+    p.add_argument(
+        "--n-stories", type=int, default=20_000, help="synthetic stories for the 91M measurement (0: skip it)"
+    )
+    p.add_argument("--note", default="", help="recorded with the machine (e.g. what else was running)")
+    p.add_argument("--out-dir", default=str(RESULTS_DIR), help="where the JSON goes")
+    args = p.parse_args(argv)
+    set_threads(None)
     device = resolve_device(args.device)
-    result = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "pcfg_paper": bench_pcfg_paper(args.steps, args.device),
-        "tinystories_91m": bench_story_91m(args.steps, args.device, args.n_stories),
+    record = {
+        "bench": "gpu_presets",
+        "machine": describe_machine(threads=torch.get_num_threads(), device=str(device), note=args.note),
+        "pcfg": bench_pcfg(args.pcfg_preset, args.steps, args.device),
     }
-    text = json.dumps(result)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text + "\n")
+    if args.n_stories:
+        record["tinystories_91m"] = bench_story_91m(args.steps, args.device, args.n_stories)
+    return write_result("bench_gpu_presets", record, Path(args.out_dir))
 
 
 if __name__ == "__main__":
