@@ -7,7 +7,7 @@ lets any later stage rebuild the task and its vocabulary.
 
 import dataclasses
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,12 +43,24 @@ class PCFGPreset:
     eval_n: int  # sequences per evaluation set during training
     final_eval_n: int  # sequences per evaluation set for final numbers
     pretrain_loss: Literal["answer", "sequence"] = "answer"  # the study: next-token CE on the whole sequence
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast (for GPUs)
+    compile: bool = False  # torch.compile the training step (for GPUs)
+    data_workers: int = 0  # processes making batches ahead of the step
 
     def train_config(
-        self, stage: str, *, lr: float, seed: int = 0, device: str = "auto", steps: int | None = None
+        self,
+        stage: str,
+        *,
+        lr: float,
+        seed: int = 0,
+        device: str = "auto",
+        steps: int | None = None,
+        speed: Mapping[str, Any] | None = None,
     ) -> TrainConfig:
         """The recipe of one stage at this preset's sizes: 8 evaluations (4 for pretraining; log-spaced
-        for reverse fine-tuning, to resolve fast revival) and resumable checkpoints."""
+        for reverse fine-tuning, to resolve fast revival) and resumable checkpoints. ``speed`` overrides the
+        preset's precision, compile and data_workers (``SPEED_FIELDS``); none of them changes what is learned
+        beyond bf16 rounding."""
         stage_steps = {
             "pretrain": self.pretrain_steps,
             "finetune": self.finetune_steps,
@@ -70,8 +82,19 @@ class PCFGPreset:
             device=device,
             checkpoint_every=max(1, n // (4 if stage == "pretrain" else 2)),
             loss=self.pretrain_loss if stage == "pretrain" else "answer",
+            **({name: getattr(self, name) for name in SPEED_FIELDS} | _speed(speed)),
             **schedule,
         )
+
+
+SPEED_FIELDS = ("precision", "compile", "data_workers")
+
+
+def _speed(speed: Mapping[str, Any] | None) -> dict[str, Any]:
+    unknown = set(speed or {}) - set(SPEED_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown speed settings {sorted(unknown)}; use {', '.join(SPEED_FIELDS)}")
+    return {k: v for k, v in (speed or {}).items() if v is not None}
 
 
 PRESETS: dict[str, PCFGPreset] = {
@@ -95,6 +118,9 @@ PRESETS: dict[str, PCFGPreset] = {
         eval_n=1000,
         final_eval_n=5000,
         pretrain_loss="sequence",
+        precision="bf16",
+        compile=True,
+        data_workers=4,
     ),
     # For tests: a model that is quick to build and train (learns nothing useful).
     "tiny": PCFGPreset(

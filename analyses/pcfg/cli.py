@@ -31,8 +31,10 @@ from interp.lr_levels import LABELLINGS, LEVELS, checkpoint_pretrain_lr, lr_for_
 from interp.models import preset as model_preset
 from interp.runtime import numpy_rng
 from interp.study_runs import SweepOptions, study_flags
+from interp.training import PRECISIONS
 from procedural_tasks.pcfg import sample_strings, to_text
 from procedural_tasks.pcfg_protocols import (
+    SPEED_FIELDS,
     FinetuneConfig,
     PretrainConfig,
     ReverseFTConfig,
@@ -60,6 +62,7 @@ def _common_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")
     p.add_argument("--eval-every", type=positive_int, help="steps between evaluations")
     p.add_argument("--checkpoint-every", type=positive_int, help="steps between resumable checkpoints")
+    speed_flags(p)
     output_flags(p, resumable=True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -76,9 +79,24 @@ def _stage_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def speed_flags(p: argparse.ArgumentParser) -> None:
+    """How fast a run trains, never what it learns (bf16 aside): precision, compile, data workers."""
+    p.add_argument("--precision", choices=PRECISIONS, help="fp32, or bf16 autocast (default: the preset's)")
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the training step, CUDA graphs on a GPU (default: the preset's; paper: on)",
+    )
+    p.add_argument(
+        "--data-workers",
+        type=non_negative_int,
+        help="processes making batches ahead of each step (default: the preset's; paper: 4)",
+    )
+
+
 def _train_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes = {"seed": args.seed, "device": args.device, "threads": args.threads}
-    for flag in ("steps", "lr", "batch_size", "eval_every", "checkpoint_every", "loss"):
+    for flag in ("steps", "lr", "batch_size", "eval_every", "checkpoint_every", "loss", *SPEED_FIELDS):
         if getattr(args, flag, None) is not None:
             changes[flag] = getattr(args, flag)
     return changes
@@ -367,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a PCFGStudyConfig JSON/YAML file; --preset/--seeds/--device override it",
     )
     p.add_argument("--no-analysis", action="store_true", help="skip probes, pruning, diffing and the audit")
+    speed_flags(p)
     p.add_argument(
         "--grid",
         choices=list(GRIDS),
@@ -385,6 +404,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "preset": args.preset,
         "device": args.device,
         "seeds": args.seeds and tuple(range(args.seeds)),
+        **{name: getattr(args, name) for name in SPEED_FIELDS},
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.no_analysis:

@@ -6,6 +6,7 @@ from typing import NamedTuple
 from interp.config import lookup
 from interp.errors import ConfigError
 from interp.lr_levels import LABELLINGS, OURS
+from interp.training import PRECISIONS
 from procedural_tasks.pcfg_protocols import study_preset
 from procedural_tasks.pcfg_tasks import PRIORS
 
@@ -70,6 +71,9 @@ class PCFGStudyConfig:
     threshold_frac: float = 0.9  # revived at this fraction of the pretrained model's O_PT accuracy
     analyse: bool = True  # run probes, pruning, diffing, patching and the audit
     device: str = "auto"
+    precision: str | None = None  # fp32 or bf16 autocast; None: the preset's (paper: bf16)
+    compile: bool | None = None  # torch.compile the training step; None: the preset's (paper: on)
+    data_workers: int | None = None  # processes making batches ahead of each step; None: the preset's
 
     @classmethod
     def for_grid(cls, grid: str, **fields) -> "PCFGStudyConfig":
@@ -104,6 +108,10 @@ class PCFGStudyConfig:
             raise ConfigError(
                 f"reverse_lr_level '{self.reverse_lr_level}' is not in the {self.lr_labelling} labelling"
             )
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.data_workers is not None and self.data_workers < 0:
+            raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
         if self.control_reverse_factor < 1:
             raise ConfigError(f"control_reverse_factor must be >= 1, got {self.control_reverse_factor}")
 

@@ -23,6 +23,7 @@ from interp.study_runs import StudySweep, SweepOptions, run_study_sweep
 from interp.sweeps import Job, Planner
 from interp.training import RESUME_DIR
 from procedural_tasks.pcfg_protocols import (
+    SPEED_FIELDS,
     FinetuneConfig,
     PCFGPreset,
     PretrainConfig,
@@ -44,11 +45,20 @@ def _resume(out_dir: Path) -> bool:
 
 
 def job_pretrain(
-    *, out_dir: Path, preset: str, prior: str, seed: int, lr: float, device: str, steps: int | None = None
+    *,
+    out_dir: Path,
+    preset: str,
+    prior: str,
+    seed: int,
+    lr: float,
+    device: str,
+    steps: int | None = None,
+    speed: dict[str, Any] | None = None,
 ) -> dict:
-    """Pretrain one model on the PCFG mixture with operand prior ``prior`` (``steps``: the preset's if None)."""
+    """Pretrain one model on the PCFG mixture with operand prior ``prior`` (``steps``: the preset's if None;
+    ``speed``: overrides of the preset's precision, compile and data workers)."""
     sp = study_preset(preset)
-    train = sp.train_config("pretrain", lr=lr, seed=seed, device=device, steps=steps)
+    train = sp.train_config("pretrain", lr=lr, seed=seed, device=device, steps=steps, speed=speed)
     task = dataclasses.replace(sp.task, prior=parse_prior(prior))
     model = dataclasses.replace(model_preset(sp.model), seed=seed)
     config = PretrainConfig(task=task, model=model, train=train, eval_n=sp.eval_n)
@@ -65,12 +75,13 @@ def _stage_config(
     lr: float,
     device: str,
     steps: int | None = None,
+    speed: dict[str, Any] | None = None,
     **fields: Any,
 ) -> tuple[PCFGPreset, C]:
     """The preset and the config of a fine-tuning or reverse stage: the preset's recipe at ``lr`` (for
-    ``steps``, the preset's when None), ``fields``."""
+    ``steps``, the preset's when None; ``speed`` as in ``job_pretrain``), ``fields``."""
     sp = study_preset(preset)
-    train = sp.train_config(stage, lr=lr, seed=seed, device=device, steps=steps)
+    train = sp.train_config(stage, lr=lr, seed=seed, device=device, steps=steps, speed=speed)
     return sp, config_class(train=train, eval_n=sp.eval_n, **fields)
 
 
@@ -135,7 +146,8 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
 
 
 def _common(config: PCFGStudyConfig) -> dict[str, Any]:
-    return {"preset": config.preset, "device": config.device}
+    speed = {name: getattr(config, name) for name in SPEED_FIELDS if getattr(config, name) is not None}
+    return {"preset": config.preset, "device": config.device} | ({"speed": speed} if speed else {})
 
 
 def _ft_lr(config: PCFGStudyConfig, level: str) -> float:
@@ -206,7 +218,8 @@ def _plan_analysis(
     kwargs = analysis_kwargs(config, seed, pretrain, finetune)
     deps = [pretrain[seed, p] for p in (*config.priors, config.control_prior)]
     deps += [finetune[seed, s] for s in config.finetune_grid]
-    return planner.add("analysis", "analyses.pcfg.analysis:job_analysis", {**_common(config), **kwargs}, deps)
+    common = {"preset": config.preset, "device": config.device}
+    return planner.add("analysis", "analyses.pcfg.analysis:job_analysis", common | kwargs, deps)
 
 
 def run_study(config: PCFGStudyConfig, out: Path, options: SweepOptions | None = None) -> dict:
