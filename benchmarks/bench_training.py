@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = p.parse_args(argv)
     set_threads(args.threads)
     device = resolve_device(args.device)
+    machine = describe_machine(threads=args.threads, device=str(device), note=args.note)
     sp = study_preset(args.preset)
     batch_size = args.batch_size or sp.batch_size
     task = PCFGTask(sp.task)
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> Path:
     data["data_time_over_step_time"] = data["ms_per_batch"] / (1000 * tl_s)
     record = {
         "bench": "training",
-        "machine": describe_machine(threads=args.threads, device=str(device), note=args.note),
+        "machine": machine,
         "settings": {
             "preset": args.preset,
             "model": to_dict(cfg),
