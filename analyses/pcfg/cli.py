@@ -174,7 +174,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     if args.config:
         config = load_config(PretrainConfig, args.config)
     else:
-        train = sp.train_config("pretrain", lr=1e-3, steps=args.steps)
+        steps = sp.pretrain_steps_for(args.prior) if args.steps is None else args.steps
+        train = sp.train_config("pretrain", lr=1e-3, steps=steps)
         config = PretrainConfig(
             task=_task_config_from_args(args),
             model=model_preset(args.model or sp.model),

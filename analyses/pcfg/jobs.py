@@ -55,9 +55,11 @@ def job_pretrain(
     steps: int | None = None,
     speed: dict[str, Any] | None = None,
 ) -> dict:
-    """Pretrain one model on the PCFG mixture with operand prior ``prior`` (``steps``: the preset's if None;
+    """Pretrain one model on the PCFG mixture with operand prior ``prior`` (``steps``: the preset's for the
+    prior if None;
     ``speed``: overrides of the preset's precision, compile and data workers)."""
     sp = study_preset(preset)
+    steps = sp.pretrain_steps_for(prior) if steps is None else steps
     train = sp.train_config("pretrain", lr=lr, seed=seed, device=device, steps=steps, speed=speed)
     task = dataclasses.replace(sp.task, prior=parse_prior(prior))
     model = dataclasses.replace(model_preset(sp.model), seed=seed)
@@ -157,10 +159,13 @@ def _ft_lr(config: PCFGStudyConfig, level: str) -> float:
 def _plan_pretrain(planner: Planner, config: PCFGStudyConfig, seed: int) -> dict[tuple[int, str], Path]:
     """One pretrained model per operand prior, the control's prior included."""
     kwargs = {**_common(config), "seed": seed, "lr": config.pretrain_lr}
-    steps = study_preset(config.preset).pretrain_steps
+    sp = study_preset(config.preset)
     return {
         (seed, prior): planner.add(
-            "pretrain", f"{__name__}:job_pretrain", {**kwargs, "prior": prior}, steps=steps
+            "pretrain",
+            f"{__name__}:job_pretrain",
+            {**kwargs, "prior": prior},
+            steps=sp.pretrain_steps_for(prior),
         )
         for prior in (*config.priors, config.control_prior)
     }
