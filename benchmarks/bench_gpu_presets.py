@@ -5,11 +5,13 @@ Writes ``benchmarks/results/bench_gpu_presets_<machine>_<date>.json`` and prints
     python benchmarks/bench_gpu_presets.py [--steps 40] [--device auto] [--pcfg-preset paper] [--n-stories 20000]
 
 Each measurement trains the real model with ``interp.training.train`` on the study's own batches (no
-evaluation sets, so the step time is training alone); data generation per batch is timed apart because it runs
-on the CPU. The PCFG step is also taken apart, each part synchronised on the GPU: data (generating the batch and
-copying it to the device), forward + backward (``batch_loss`` under the preset's precision), optimizer (gradient
-clipping and AdamW), and evaluation (one evaluation of the study's counting sets, amortised over the steps
-between evaluations). Made for CUDA; ``--device cpu --pcfg-preset tiny --n-stories 0`` is a smoke run.
+evaluation sets, so the step time is training alone), once on pre-made batches and once with the preset's
+own data workers; data generation per batch is also timed apart because it runs on the CPU. The PCFG step is
+taken apart too, each part synchronised on the GPU: data (made in the loop and copied to the device; the
+study's runs make it in data workers instead), forward + backward (``batch_loss`` under the preset's
+precision and compile setting), optimizer (gradient clipping and AdamW), and evaluation (one evaluation of
+the study's counting sets, amortised over the steps between evaluations). Made for CUDA;
+``--device cpu --pcfg-preset tiny --n-stories 0`` is a smoke run.
 """
 
 import argparse
@@ -25,8 +27,8 @@ from interp.evaluation import evaluate
 from interp.models import build_model, n_params
 from interp.models import preset as model_preset
 from interp.runtime import resolve_device, set_threads
-from interp.training import TrainConfig, batch_loss, make_optimizer, train
-from procedural_tasks.pcfg_protocols import counting_eval_sets, pretrain_spec, study_preset
+from interp.training import TrainConfig, batch_loss, compiled, make_optimizer, train
+from procedural_tasks.pcfg_protocols import SpecBatches, counting_eval_sets, pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
 from procedural_tasks.story_batches import encode_stories, story_batch_fn
 from procedural_tasks.story_data import build_story_splits, build_story_tokenizer
@@ -64,13 +66,14 @@ def step_breakdown(model, task: PCFGTask, config: TrainConfig, eval_n: int, devi
     """Mean ms per step of each part of a training step (see the module docstring), over ``config.steps``
     steps after one warm-up step, and one evaluation amortised over the preset's evaluation interval."""
     optimizer = make_optimizer(model, config)
+    forward = compiled(model, config.compile)
     parts = {"data": 0.0, "forward_backward": 0.0, "optimizer": 0.0}
     for step in range(config.steps + 1):
         t0 = _now(device)
         batch = task.batch(pretrain_spec(), config.batch_size, seed=2, step=step).to(device)
         t1 = _now(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-            loss = batch_loss(model, batch, config.loss)
+            loss = batch_loss(forward, batch, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         t2 = _now(device)
@@ -107,9 +110,14 @@ def bench_pcfg(preset: str, steps: int, device_name: str) -> dict:
     )
     pre = [task.batch(pretrain_spec(), sp.batch_size, 0, s) for s in range(steps)]
     config = sp.train_config("pretrain", lr=1e-3, device=device_name, steps=steps)
-    timing = _timed_training(model, lambda s: pre[s % len(pre)], config, device)
-    data = _data_ms(lambda s: task.batch(pretrain_spec(), sp.batch_size, 1, s))
-    per_step = timing["s_per_step"] + data / 1e3  # the loop generates each batch on the CPU, then steps
+    timing = _timed_training(
+        model, lambda s: pre[s % len(pre)], dataclasses.replace(config, data_workers=0), device
+    )
+    batch_fn = SpecBatches(task, pretrain_spec(), sp.batch_size, 1)
+    data = _data_ms(batch_fn)
+    # the study's own loop: batches from the preset's data workers (or made in the loop when it has none)
+    with_data = _timed_training(model, batch_fn, config, device)
+    per_step = with_data["s_per_step"]
     full = sp.train_config("pretrain", lr=1e-3, device=device_name)
     breakdown = step_breakdown(model, task, dataclasses.replace(full, steps=steps), sp.eval_n, device)
     return {
@@ -117,13 +125,16 @@ def bench_pcfg(preset: str, steps: int, device_name: str) -> dict:
         "n_params": n_params(model),
         "batch": [sp.batch_size, seq_len],
         "precision": config.precision,
+        "compile": config.compile,
+        "data_workers": config.data_workers,
         "train": timing,
+        "train_with_data": with_data,
         "data_ms_per_batch": data,
         "breakdown": breakdown,
         "pretrain_steps": sp.pretrain_steps,
         "pretrain_hours_projected": sp.pretrain_steps * per_step / 3600,
         "pretrain_hours_projected_from_breakdown": sp.pretrain_steps * breakdown["total_ms_per_step"] / 3.6e6,
-        "bound_by": "data generation (CPU)" if data / 1e3 > timing["s_per_step"] else "model step",
+        "bound_by": "data" if with_data["s_per_step"] > 1.2 * timing["s_per_step"] else "model step",
     }
 
 
