@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from interp.errors import ConfigError
 
@@ -25,13 +26,21 @@ def resolve_device(device: str) -> torch.device:
     raise ConfigError(f"unknown device '{device}'; use one of {', '.join(DEVICES)}")
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def set_threads(n_threads: int | None) -> None:
-    """Set torch's intra-op threads; on a busy small CPU one thread per process is fastest."""
+    """Set the threads of torch and of the BLAS and OpenMP pools numpy, scipy and scikit-learn use (those
+    loaded now, through threadpoolctl, and those loaded later, through their variables); on a busy small CPU
+    one thread per process is fastest, and each pool otherwise starts one thread per core."""
     if n_threads is None:
         n_threads = int(os.environ.get("FTMECH_THREADS", "1"))
     if n_threads < 1:
         raise ConfigError(f"threads must be >= 1, got {n_threads}")
     torch.set_num_threads(n_threads)
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(n_threads)
+    threadpool_limits(n_threads)
 
 
 def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:

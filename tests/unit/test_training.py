@@ -159,3 +159,16 @@ def test_bf16_autocast_learns_with_fp32_weights_and_changes_the_numbers() -> Non
     assert not all(
         torch.equal(x, y) for x, y in zip(fp32.state_dict().values(), bf16.state_dict().values(), strict=True)
     )
+
+
+def test_set_threads_limits_torch_and_every_blas_and_openmp_pool() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "from interp.runtime import set_threads; set_threads(1); import sklearn.linear_model, torch; "
+        "from threadpoolctl import threadpool_info; "
+        "print(sorted({i['num_threads'] for i in threadpool_info()} | {torch.get_num_threads()}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[1]"
