@@ -99,39 +99,35 @@ def _rankings(base, finetuned, capability: Capability, config: EvidenceConfig) -
 
 
 def _pruning(base, finetuned, capability: Capability, config: EvidenceConfig, seed: int) -> dict:
-    """Pruning curves of each ranking; the ranking whose best K > 0 does best on the selection half is kept."""
+    """Pruning curves of each ranking on the selection half; the ranking whose best K > 0 does best there is
+    kept and measured on the report half, beside random units."""
     select, report = capability.split_eval()
     ks = sorted(set(config.prune_ks))
-    curves = {
-        scores.method: pruning_curve(
-            finetuned, capability.train, [select, report], ks=ks, level=config.prune_level, scores=scores
+
+    def curve(eval_set, scores: UnitScores):
+        return pruning_curve(
+            finetuned, capability.train, [eval_set], ks=ks, level=config.prune_level, scores=scores
         )
-        for scores in _rankings(base, finetuned, capability, config)
-    }
+
+    rankings = {scores.method: scores for scores in _rankings(base, finetuned, capability, config)}
+    selected = {method: curve(select, scores).accuracy[select.name] for method, scores in rankings.items()}
 
     def best_selected(method: str) -> float:
-        pairs = zip(ks, curves[method].accuracy[select.name], strict=True)
-        return max((accuracy for k, accuracy in pairs if k > 0), default=0.0)
+        return max((a for k, a in zip(ks, selected[method], strict=True) if k > 0), default=0.0)
 
-    chosen = max(curves, key=best_selected)
-    curve = curves[chosen]
-    randoms = pruning_curve(
-        finetuned,
-        capability.train,
-        [report],
-        ks=ks,
-        level=config.prune_level,
-        scores=random_scores(finetuned, level=config.prune_level, seed=seed),
-    )
+    chosen = max(selected, key=best_selected)
+    kept = curve(report, rankings[chosen])
+    randoms = curve(report, random_scores(finetuned, level=config.prune_level, seed=seed))
     return {
         "prune_ks": tuple(ks),
         "prune_ranking": chosen,
-        "prune_select": curve.accuracy[select.name],
-        "prune_report": curve.accuracy[report.name],
+        "prune_select": selected[chosen],
+        "prune_report": kept.accuracy[report.name],
         "prune_random": randoms.accuracy[report.name],
         "n_prune_report": len(report.batch),
-        "_units": list(curve.units[: max(ks)]),
-        "_curves": {m: c.accuracy for m, c in curves.items()},
+        "_units": list(kept.units[: max(ks)]),
+        "_curves": {method: {select.name: accuracy} for method, accuracy in selected.items()}
+        | {chosen: {select.name: selected[chosen], report.name: kept.accuracy[report.name]}},
     }
 
 
