@@ -47,7 +47,7 @@ def majority_floor(answers: Int[Tensor, " batch"]) -> float:
     return float(counts.max()) / max(1, answers.numel())
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def predict(model: torch.nn.Module, batch: Batch, *, batch_size: int | None = None) -> tuple[Tensor, float]:
     """Argmax answers and the mean answer cross-entropy over ``batch``, evaluated in chunks of ``batch_size``
     (``eval_batch_size`` for the model's device when None)."""

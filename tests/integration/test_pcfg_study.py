@@ -43,7 +43,10 @@ def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
         f["outcome"] in {"held", "did not hold", "inconclusive", "not testable"} for f in results["findings"]
     )
     control = results["revival"]["curves"]["Scr.+FT"]["steps"][-1]
-    assert control == 3 * results["revival"]["curves"]["FT(low, eta_M, C_Tr=1)"]["steps"][-1]
+    factor = results["config"]["control_reverse_factor"]
+    assert (
+        factor > 1 and control == factor * results["revival"]["curves"]["FT(low, eta_M, C_Tr=1)"]["steps"][-1]
+    )
     assert set(results["revival"]["curves"]) == {"FT(low, eta_M, C_Tr=1)", "Scr.+FT", "Scr."}
     assert read_report_data(out / "report.html")["data"]["config"]["preset"] == "tiny"
     again = main(argv)
