@@ -4,7 +4,7 @@
 prompt, on held-out stories with the feature (the study's "loss on Twist stories", restricted to the story).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,17 +70,27 @@ def story_batch(
     )
 
 
-def story_batch_fn(stories: EncodedStories, batch_size: int, seed: int) -> Callable[[int], Batch]:
+@dataclass(frozen=True)
+class StoryBatches:
+    """``step -> Batch``: ``batch_size`` stories drawn without replacement by ``numpy_rng(seed, step)``; a
+    dataclass, so it pickles for the training engine's data workers."""
+
+    stories: EncodedStories
+    batch_size: int
+    seed: int
+
+    def __call__(self, step: int) -> Batch:
+        rng = numpy_rng(self.seed, step)
+        n = len(self.stories)
+        idx = rng.choice(n, size=self.batch_size, replace=self.batch_size > n)
+        return story_batch([self.stories.rows[i] for i in idx])
+
+
+def story_batch_fn(stories: EncodedStories, batch_size: int, seed: int) -> StoryBatches:
     """A pure function of the step: ``batch_size`` stories drawn without replacement by ``numpy_rng(seed, step)``."""
     if len(stories) == 0:
         raise DataError("the training set is empty; check the deletion protocol and the feature")
-
-    def batch_fn(step: int) -> Batch:
-        rng = numpy_rng(seed, step)
-        idx = rng.choice(len(stories), size=batch_size, replace=batch_size > len(stories))
-        return story_batch([stories.rows[i] for i in idx])
-
-    return batch_fn
+    return StoryBatches(stories, batch_size, seed)
 
 
 @torch.no_grad()

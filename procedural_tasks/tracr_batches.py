@@ -5,7 +5,7 @@ Every set is drawn from its own numpy seed stream, ``(seed, stream, index)``, so
 evaluation sets and pruning-score inputs never overlap and never depend on each other's sizes.
 """
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -100,6 +100,31 @@ def tracr_eval_sets(
     return sets
 
 
+@dataclass(frozen=True)
+class TracrBatches:
+    """``step -> Batch``: fresh samples per step, a fraction ``c_tr`` drawn under the correlation; a dataclass,
+    so it pickles for the training engine's data workers."""
+
+    config: ProgramConfig
+    target: Target
+    batch_size: int
+    seed: int
+    c_tr: float
+    n_letters: int | None = None
+    q: int = 1
+
+    def __call__(self, step: int) -> Batch:
+        data = make_dataset(
+            self.config,
+            self.batch_size,
+            seed=(self.seed, _TRAIN_STREAM, step),
+            n_letters=self.n_letters,
+            c_tr=self.c_tr,
+            q=self.q,
+        )
+        return dataset_batch(data, target=self.target)
+
+
 def training_batch_fn(
     config: ProgramConfig,
     *,
@@ -109,16 +134,9 @@ def training_batch_fn(
     c_tr: float,
     n_letters: int | None = None,
     q: int = 1,
-) -> Callable[[int], Batch]:
+) -> TracrBatches:
     """``step -> Batch``: fresh samples per step, a fraction ``c_tr`` drawn under the correlation."""
-
-    def batch_fn(step: int) -> Batch:
-        data = make_dataset(
-            config, batch_size, seed=(seed, _TRAIN_STREAM, step), n_letters=n_letters, c_tr=c_tr, q=q
-        )
-        return dataset_batch(data, target=target)
-
-    return batch_fn
+    return TracrBatches(config, target, batch_size, seed, c_tr, n_letters, q)
 
 
 def make_score_data(

@@ -3,6 +3,7 @@ offline error. Tiny sizes; no network."""
 
 import dataclasses
 import json
+import pickle
 import time
 
 import numpy as np
@@ -80,6 +81,7 @@ def test_story_batch_fn_is_a_pure_function_of_the_step(tokenizer):
     assert torch.equal(fn(5).tokens, fn(5).tokens)
     assert not torch.equal(fn(5).tokens, fn(6).tokens)
     assert (fn(0).tokens[:, 0] == tokenizer.bos_id).all()
+    assert pickle.dumps(fn)  # data workers receive the batcher pickled
 
 
 def test_cut_story_keeps_whole_sentences():

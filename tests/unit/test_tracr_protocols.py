@@ -10,6 +10,7 @@ everything at the detector's output.
 """
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -102,6 +103,7 @@ def test_finetuning_batches_carry_the_correlation_in_the_requested_fraction(prog
         assert torch.all(batch.labels["answer_ft"][mask] - batch.labels["answer_pt"][mask] == 1)
     assert not torch.equal(batches[0].tokens, batches[1].tokens)
     assert torch.equal(batch_fn(2).tokens, batches[2].tokens)
+    assert pickle.dumps(batch_fn)  # data workers receive the batcher pickled
 
 
 # --- fine-tuning through the engine ----------------------------------------------------------------------
