@@ -204,16 +204,26 @@ def save_resume_state(
     replace_dir(tmp, out_dir / RESUME_DIR)
 
 
+RESUME_NEUTRAL = ("data_workers",)  # may change between a run and its resumption: batches are the same
+
+
+def _resume_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in RESUME_NEUTRAL}
+
+
 def load_resume_state(
     out_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Restore model and optimizer from ``out_dir/resume``; the run's config must be unchanged."""
+    """Restore model and optimizer from ``out_dir/resume``; the run's config must be unchanged but for
+    ``RESUME_NEUTRAL`` settings."""
     resume = out_dir / RESUME_DIR
     try:
         state = json.loads((resume / "state.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot resume from {resume}: state.json unreadable ({exc})") from None
-    if state.get("config") != json.loads(json.dumps(to_dict(config))):
+    if _resume_identity(state.get("config") or {}) != _resume_identity(
+        json.loads(json.dumps(to_dict(config)))
+    ):
         raise CheckpointError(
             f"cannot resume from {resume}: it was written with a different training config; "
             "rerun with the original flags or use a new --out"

@@ -78,7 +78,10 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, optimizer: str) -> No
     with pytest.raises(Killed):
         train(part, dying_batches, cfg, out_dir=tmp_path / "part", progress=False)
     resumed = build_model(tiny_model_config())
-    result = train(resumed, copy_task_batch, cfg, out_dir=tmp_path / "part", resume=True, progress=False)
+    workers = (
+        dataclasses.replace(cfg, data_workers=1) if optimizer == "adamw" else cfg
+    )  # may change on resume
+    result = train(resumed, copy_task_batch, workers, out_dir=tmp_path / "part", resume=True, progress=False)
     assert result.resumed_from == 5
     assert all(
         torch.equal(x, y)
