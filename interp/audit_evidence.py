@@ -118,6 +118,8 @@ def _pruning(base, finetuned, capability: Capability, config: EvidenceConfig, se
     chosen = max(selected, key=best_selected)
     kept = curve(report, rankings[chosen])
     randoms = curve(report, random_scores(finetuned, level=config.prune_level, seed=seed))
+    curves = {method: {select.name: accuracy} for method, accuracy in selected.items()}
+    curves[chosen][report.name] = kept.accuracy[report.name]
     return {
         "prune_ks": tuple(ks),
         "prune_ranking": chosen,
@@ -126,8 +128,7 @@ def _pruning(base, finetuned, capability: Capability, config: EvidenceConfig, se
         "prune_random": randoms.accuracy[report.name],
         "n_prune_report": len(report.batch),
         "_units": list(kept.units[: max(ks)]),
-        "_curves": {method: {select.name: accuracy} for method, accuracy in selected.items()}
-        | {chosen: {select.name: selected[chosen], report.name: kept.accuracy[report.name]}},
+        "_curves": curves,
     }
 
 

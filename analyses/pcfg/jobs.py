@@ -56,8 +56,7 @@ def job_pretrain(
     speed: dict[str, Any] | None = None,
 ) -> dict:
     """Pretrain one model on the PCFG mixture with operand prior ``prior`` (``steps``: the preset's for the
-    prior if None;
-    ``speed``: overrides of the preset's precision, compile and data workers)."""
+    prior if None; ``speed``: overrides of the preset's precision, compile and data workers)."""
     sp = study_preset(preset)
     steps = sp.pretrain_steps_for(prior) if steps is None else steps
     train = sp.train_config("pretrain", lr=lr, seed=seed, device=device, steps=steps, speed=speed)
