@@ -3,9 +3,10 @@ of a partial run took, and the wall time a packing is projected to take.
 
 The projection's arithmetic, stated in every plan: a job of s steps takes s x ms_per_step, where ms_per_step
 is one job's step time (data included) measured while ``slots`` jobs share the machine; ``slots`` jobs run at
-once, started in the sweep's order as their dependencies finish (the scheduler's own rule), so the projected
-wall time is that list schedule's length. With no ms_per_step given, each stage's rate measured on its
-finished jobs (their wall time over their steps, evaluation included) is used. The critical path (the longest
+once, started as their dependencies finish, the longest chain of remaining steps first (the scheduler's own
+rule, ``interp.sweeps.critical_path``), so the projected wall time is that list schedule's length. With no
+ms_per_step given, each stage's rate measured on its finished jobs (their wall time over their steps,
+evaluation included) is used. The critical path (the longest
 chain of dependent jobs) is the floor no packing goes below. Jobs without a step count or a rate (e.g. the
 analyses) are left out, and the plan says how many.
 """
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from interp.errors import ConfigError
-from interp.sweeps import Job, read_done
+from interp.sweeps import Job, critical_path, read_done
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,10 +154,11 @@ def _stages(jobs: Sequence[Job], walls: Mapping[str, float | None]) -> list[Stag
 
 def _list_schedule(jobs: Sequence[Job], seconds: Mapping[str, float], slots: int) -> float:
     """When the last job ends if each takes ``seconds[key]`` (0 when absent) and, as the sweep scheduler does,
-    jobs start in list order once their dependencies have finished and a slot is free."""
+    jobs start in ``critical_path`` order once their dependencies have finished and a slot is free."""
     finished: set[str] = set()
     running: list[tuple[float, int, str]] = []  # (end, order, key), a heap
-    pending = list(enumerate(jobs))
+    priority = critical_path(jobs)
+    pending = list(enumerate(sorted(jobs, key=lambda job: -priority[job.key])))
     now = 0.0
     while pending or running:
         waiting = []

@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -200,8 +201,10 @@ def run_jobs(
 ) -> list[JobResult]:
     """Run ``jobs`` in dependency order on ``workers`` processes; returns one result per job, in input order.
 
-    Jobs with a valid ``DONE`` marker are not run again (status ``cached``). A failing job does not stop
-    the sweep: its dependents are ``skipped`` and every other job still runs. Each worker sets torch to
+    Of the jobs ready to start, the one heading the longest chain of remaining work starts first (critical
+    path: a job's ``steps`` plus the longest chain of its dependents; a job without ``steps`` counts as the
+    sweep's longest), so long chains are not left to run alone at the end. Jobs with a valid ``DONE``
+    marker are not run again (status ``cached``). A failing job does not stop the sweep: its dependents are ``skipped`` and every other job still runs. Each worker sets torch to
     ``threads_per_worker`` threads before running a job. ``gpus_per_job`` (a fraction in (0, 1]) packs
     floor(1 / gpus_per_job) jobs onto each visible GPU instead of ``workers`` CPU processes.
     ``executor="ray"`` starts a local Ray instance with ``num_cpus=workers``, or joins the cluster at
@@ -295,6 +298,8 @@ def _schedule(jobs: list[Job], backend: Backend, *, progress: bool) -> dict[str,
         if (Path(job.out_dir) / RUNNING).is_file():
             _log(f"sweep: re-running {job.key}: its earlier run stopped mid-job (worker killed or crashed)")
         pending.append(job)
+    priority = critical_path(jobs)
+    pending.sort(key=lambda job: -priority[job.key])
     in_flight: dict[Any, Job] = {}
     while pending or in_flight:
         waiting: list[Job] = []
@@ -316,6 +321,25 @@ def _schedule(jobs: list[Job], backend: Backend, *, progress: bool) -> dict[str,
             job = in_flight.pop(handle)
             record(JobResult(key=job.key, out_dir=str(job.out_dir), **outcome))
     return results
+
+
+def critical_path(jobs: Sequence[Job]) -> dict[str, int]:
+    """Per job key: its ``steps`` plus the largest such total along any chain of jobs that depend on it (a job
+    without ``steps`` counts as the longest job of ``jobs``): the work that must still follow its start."""
+    longest = max((job.steps for job in jobs if job.steps is not None), default=1)
+    by_key = {job.key: job for job in jobs}
+    dependents: dict[str, list[str]] = {key: [] for key in by_key}
+    for job in jobs:
+        for dep in job.deps:
+            dependents[dep].append(job.key)
+    order = TopologicalSorter({job.key: job.deps for job in jobs}).static_order()
+    total: dict[str, int] = {}
+    for key in reversed(list(order)):
+        steps = by_key[key].steps
+        total[key] = (longest if steps is None else steps) + max(
+            (total[d] for d in dependents[key]), default=0
+        )
+    return total
 
 
 def read_done(job: Job) -> JobResult | None:

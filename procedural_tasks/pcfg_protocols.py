@@ -7,7 +7,7 @@ lets any later stage rebuild the task and its vocabulary.
 
 import dataclasses
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -218,13 +218,18 @@ def counting_eval_sets(
     seed: int = 0,
     jailbreak: bool = False,
     strict: bool = False,
+    only: Collection[str] | None = None,
 ) -> list[EvalSet]:
     """O_PT and O_FT counting at C_Te = 0 and 1 (names like ``count_a@cte0``), plus jailbreak tokens; with
     ``strict``, also the study's C_Te = 0 (``count_a@cte0strict``): no sample meets count(O_FT) = count(O_PT) + q
-    by chance, as about a fifth of the plain C_Te = 0 samples do."""
+    by chance, as about a fifth of the plain C_Te = 0 samples do. ``only`` names the counting sets to build (a
+    set's samples do not depend on which others are built)."""
     sets = []
     for operand in (operand_pt, operand_ft):
         for c_te, exclude in ((0, False), (1, False), *(((0, True),) if strict else ())):
+            name = eval_name(operand, c_te) + ("strict" if exclude else "")
+            if only is not None and name not in only:
+                continue
             spec = SampleSpec(
                 family="count",
                 operand=operand,
@@ -234,7 +239,6 @@ def counting_eval_sets(
                 q=q,
                 strict=exclude,
             )
-            name = eval_name(operand, c_te) + ("strict" if exclude else "")
             sets.append(task.eval_set(name, spec, n, seed))
     if jailbreak:
         for token in JAILBREAK_TOKENS:
@@ -438,11 +442,10 @@ def run_reverse_ft(
         model_config = dataclasses.replace(model_config, seed=config.train.seed)
         model = build_model(model_config, device=config.train.device)
     target = eval_name(config.operand_pt, 0)
-    eval_sets = [
-        s
-        for s in counting_eval_sets(task, config.eval_n, operand_pt=config.operand_pt, seed=config.train.seed)
-        if s.name in (target, eval_name("b" if config.operand_pt != "b" else "c", 1))
-    ]
+    shown = (target, eval_name("b" if config.operand_pt != "b" else "c", 1))
+    eval_sets = counting_eval_sets(
+        task, config.eval_n, operand_pt=config.operand_pt, seed=config.train.seed, only=shown
+    )
     batch_fn = _batches(task, SampleSpec(family="count", operand=config.operand_pt), config.train)
     meta = task_metadata(task.config, task, "reverse_ft", config) | {"start": str(start_dir)}
     out, saved = Path(out_dir), (model_config, meta)

@@ -1,11 +1,12 @@
 """Mechanistic analyses of one seed of the PCFG study, and their aggregation with the wrapper audit.
 
-Per seed (``job_analysis``): linear probes for count(a) and count(b) at ART on every residual-stream
-site (Fig. 8) with the control task, a random-init floor and the pretrained ceiling; one-shot saliency
-pruning curves of the fine-tuned models (Fig. 7) beside a random-unit baseline; the weight change,
-attention to a vs b tokens and cross-model patching between the pretrained and the fine-tuned model
-(localisation); and the numbers the audit needs. The audit itself runs after aggregation, when the
-revival speed-ups of every seed are known.
+Per seed, as separate jobs so that they pack onto the workers: ``job_probes`` fits linear probes for count(a)
+and count(b) at ART on every residual-stream site (Fig. 8) of every model, with the control task, a
+random-init floor and the pretrained ceiling; ``job_model_analysis``, once per fine-tuned model, draws its
+one-shot saliency pruning curves (Fig. 7) beside a random-unit baseline, the weight change, attention to a vs
+b tokens and cross-model patching between the pretrained and the fine-tuned model (localisation), and
+measures the audit's evidence. ``seed_analysis`` joins them, the probe evidence taken from the probes job;
+the audit itself runs after aggregation, when the revival speed-ups of every seed are known.
 """
 
 import dataclasses
@@ -36,23 +37,39 @@ PROBE_N = {"cpu": 1000, "paper": 4000, "tiny": 80}
 # ProbeConfig(backend="torch"); results.json records the probe config used.
 PROBE_CONFIG = ProbeConfig(backend="sklearn", max_iter=500)
 PRUNE_KS = (0, 1, 2, 3, 4, 5, 7, 10, 15, 20)
+PROBES = "probes"  # analysis_jobs' key of the probes job
+CONTROL = "Scr.+FT base (control)"  # the probed name of the control's pretrained model
 # The study's own measurements for the audit's probes (Fig. 8), pruning (saliency) and revival (its reverse
 # fine-tuning); the audit measures the rest (behaviour, pruning halves against random units, patching).
 EVIDENCE = EvidenceConfig(probe=None, prune_method="saliency", relearn=None)
 
 
-def analysis_kwargs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, Any]:
-    """The JSON-native arguments of one seed's analysis job: the wrapped candidates are the C_Tr = 1 models."""
+def analysis_jobs(config, seed: int, pretrain: dict, finetune: dict) -> dict[str, dict[str, Any]]:
+    """The JSON-native arguments of one seed's analysis jobs: under ``PROBES`` those of ``job_probes`` and,
+    under each wrapped candidate's name (the C_Tr = 1 models), those of its ``job_model_analysis``."""
     wrapped = [s for s in config.finetune_grid if s[2] == 1.0]
-    return {
-        "seed": seed,
-        "pretrained": {p: str(pretrain[seed, p]) for p in config.priors},
-        "control": str(pretrain[seed, config.control_prior]),
-        "finetuned": {setting_name(s): [s[0], str(finetune[seed, s])] for s in wrapped},
-        "q": config.q,
-        "n_probe": PROBE_N.get(config.preset, 1000),
-        "prune_ks": list(PRUNE_KS),
+    control = str(pretrain[seed, config.control_prior])
+    jobs = {
+        PROBES: {
+            "seed": seed,
+            "pretrained": {p: str(pretrain[seed, p]) for p in config.priors},
+            "control": control,
+            "finetuned": {setting_name(s): str(finetune[seed, s]) for s in wrapped},
+            "n_probe": PROBE_N.get(config.preset, 1000),
+        }
     }
+    for setting in wrapped:
+        jobs[setting_name(setting)] = {
+            "seed": seed,
+            "name": setting_name(setting),
+            "prior": setting[0],
+            "pretrained": str(pretrain[seed, setting[0]]),
+            "finetuned": str(finetune[seed, setting]),
+            "control": control,
+            "q": config.q,
+            "prune_ks": list(PRUNE_KS),
+        }
+    return jobs
 
 
 def _probe(model, data, label: str, n_layers: int) -> dict:
@@ -76,20 +93,20 @@ def _probe(model, data, label: str, n_layers: int) -> dict:
     }
 
 
-def _load_models(
-    pretrained: dict[str, str], control: str, finetuned: dict[str, list[str]], seed: int, device: str
-) -> tuple[dict[str, Any], Any, Any]:
+def _probed_models(
+    pretrained: dict[str, str], control: str, finetuned: dict[str, str], seed: int, device: str
+) -> tuple[dict[str, Any], Any, int]:
     """Every model of one seed by name (pretrained, control base, fine-tuned, random init), the task and
-    the random-init model's config."""
+    the number of layers."""
     models, tasks = {}, {}
     for prior, path in pretrained.items():
         models[f"PT({prior})"], _, tasks[prior] = load_pcfg_model(path, device=device)
-    models["Scr.+FT base (control)"], control_info, _ = load_pcfg_model(control, device=device)
-    for name, (_, path) in finetuned.items():
+    models[CONTROL], control_info, _ = load_pcfg_model(control, device=device)
+    for name, path in finetuned.items():
         models[name], _, _ = load_pcfg_model(path, device=device)
     random_config = dataclasses.replace(control_info.model_config, seed=10_000 + seed)
     models["random init"] = build_model(random_config, device=device)
-    return models, next(iter(tasks.values())), random_config
+    return models, next(iter(tasks.values())), random_config.n_layers
 
 
 def _probes(models: dict, task, n_probe: int, seed: int, n_layers: int) -> dict:
@@ -105,26 +122,22 @@ def _probes(models: dict, task, n_probe: int, seed: int, n_layers: int) -> dict:
     }
 
 
-def _pruning(models: dict, finetuned: dict, task, eval_sets: dict, eval_n: int, prune_ks, seed: int) -> dict:
+def _pruning(model, task, eval_sets: dict, eval_n: int, prune_ks, seed: int) -> dict:
     """Fig. 7: score on count-a data, measure O_PT at C_Te=0 and O_FT at C_Te=1, beside random units."""
     prune_sets = [eval_sets[n] for n in ("count_a@cte0", "count_b@cte1")]
     score_batch = task.batch(
         SampleSpec(family="count", operand="a"), min(1024, 4 * eval_n), seed=40_000 + seed, step=0
     )
-    pruning = {}
-    for name in finetuned:
-        model = models[name]
-        curve = pruning_curve(model, score_batch, prune_sets, ks=prune_ks, level="neuron")
-        baseline = pruning_curve(
-            model,
-            score_batch,
-            prune_sets[:1],
-            ks=prune_ks,
-            level="neuron",
-            scores=random_scores(model, level="neuron", seed=seed),
-        )
-        pruning[name] = {"saliency": curve.to_json(), "random_units": baseline.to_json()}
-    return pruning
+    curve = pruning_curve(model, score_batch, prune_sets, ks=prune_ks, level="neuron")
+    baseline = pruning_curve(
+        model,
+        score_batch,
+        prune_sets[:1],
+        ks=prune_ks,
+        level="neuron",
+        scores=random_scores(model, level="neuron", seed=seed),
+    )
+    return {"saliency": curve.to_json(), "random_units": baseline.to_json()}
 
 
 def _localisation(base, ft, task, pt_a0, n_layers: int) -> dict:
@@ -152,41 +165,19 @@ def _localisation(base, ft, task, pt_a0, n_layers: int) -> dict:
     }
 
 
-def _evidence(models: dict, finetuned: dict, probes: dict, task, n_eval: int, seed: int) -> dict:
-    """The audit's evidence per fine-tuned model, measured by ``interp.audit_evidence`` on the counting-a
+def _evidence(base, finetuned, control, task, n_eval: int, seed: int, name: str) -> dict:
+    """The audit's evidence for one fine-tuned model, measured by ``interp.audit_evidence`` on the counting-a
     capability with the Scr.+FT base (pretrained never counting a) as the never-had-it reference. The probe
-    evidence is this job's own count(a) probes (Fig. 8) of the same three models; revival comes from the
-    study's reverse fine-tuning when the seeds are aggregated."""
+    evidence comes from the probes job (``seed_analysis``), revival from the study's reverse fine-tuning when
+    the seeds are aggregated."""
     capability = counting_capability(task, n_eval=n_eval, n_train=n_eval, seed=50_000 + seed)
-    reference = "Scr.+FT base (control)"
-
-    def best(model: str) -> float:
-        return max(probes[model]["count_a"]["accuracy"])
-
-    out = {}
-    for name, (prior, _) in finetuned.items():
-        evidence, details = collect_evidence(
-            models[f"PT({prior})"],
-            models[name],
-            capability,
-            reference=models[reference],
-            config=EVIDENCE,
-            seed=seed,
-            name=name,
-        )
-        evidence = dataclasses.replace(
-            evidence,
-            probe_pt=best(f"PT({prior})"),
-            probe_ft=best(name),
-            probe_reference=best(reference),
-            probe_floor=max(best("random init"), probes[name]["count_a"]["majority_floor"]),
-            n_probe=probes[name]["count_a"]["n_test"],
-        )
-        out[name] = {"evidence": evidence.to_json(), "details": details}
-    return out
+    evidence, details = collect_evidence(
+        base, finetuned, capability, reference=control, config=EVIDENCE, seed=seed, name=name
+    )
+    return {"evidence": evidence.to_json(), "details": details}
 
 
-def job_analysis(
+def job_probes(
     *,
     out_dir: Path,
     preset: str,
@@ -194,34 +185,79 @@ def job_analysis(
     seed: int,
     pretrained: dict[str, str],
     control: str,
-    finetuned: dict[str, list[str]],
-    q: int,
+    finetuned: dict[str, str],
     n_probe: int,
-    prune_ks: list[int],
 ) -> dict:
-    """Probes, pruning, diffing and patching for one seed; writes ``analysis.json``."""
-    sp = study_preset(preset)
-    models, task, random_config = _load_models(pretrained, control, finetuned, seed, device)
-    n_layers = random_config.n_layers
-    probes = _probes(models, task, n_probe, seed, n_layers)
-    eval_sets = {s.name: s for s in counting_eval_sets(task, sp.eval_n, q=q, seed=30_000 + seed)}
-    pruning = _pruning(models, finetuned, task, eval_sets, sp.eval_n, prune_ks, seed)
-    pt_a0 = eval_sets["count_a@cte0"]
-    localisation = {
-        name: _localisation(models[f"PT({prior})"], models[name], task, pt_a0, n_layers)
-        for name, (prior, _) in finetuned.items()
-    }
+    """Fig. 8's probes of every model of one seed; writes ``probes.json``."""
+    models, task, n_layers = _probed_models(pretrained, control, finetuned, seed, device)
     result = {
         "seed": seed,
         "probe_config": dataclasses.asdict(PROBE_CONFIG),
         "layers": ["B0 (embed)"] + [f"B{i + 1}" for i in range(n_layers)],
-        "probes": probes,
-        "pruning": pruning,
-        "localisation": localisation,
-        "evidence": _evidence(models, finetuned, probes, task, sp.final_eval_n, seed),
+        "probes": _probes(models, task, n_probe, seed, n_layers),
     }
-    write_json(out_dir / "analysis.json", result)
+    write_json(out_dir / "probes.json", result)
     return {"n_models": len(models)}
+
+
+def job_model_analysis(
+    *,
+    out_dir: Path,
+    preset: str,
+    device: str,
+    seed: int,
+    name: str,
+    prior: str,
+    pretrained: str,
+    finetuned: str,
+    control: str,
+    q: int,
+    prune_ks: list[int],
+) -> dict:
+    """Pruning, diffing, patching and the audit's evidence for the fine-tuned model ``name`` against the model
+    pretrained with ``prior``; writes ``model_analysis.json``."""
+    sp = study_preset(preset)
+    base, info, task = load_pcfg_model(pretrained, device=device)
+    model, _, _ = load_pcfg_model(finetuned, device=device)
+    reference, _, _ = load_pcfg_model(control, device=device)
+    n_layers = info.model_config.n_layers
+    eval_sets = {s.name: s for s in counting_eval_sets(task, sp.eval_n, q=q, seed=30_000 + seed)}
+    result = {
+        "name": name,
+        "prior": prior,
+        "pruning": _pruning(model, task, eval_sets, sp.eval_n, prune_ks, seed),
+        "localisation": _localisation(base, model, task, eval_sets["count_a@cte0"], n_layers),
+        "evidence": _evidence(base, model, reference, task, sp.final_eval_n, seed, name),
+    }
+    write_json(out_dir / "model_analysis.json", result)
+    return {"prune_ranking": result["evidence"]["evidence"]["prune_ranking"]}
+
+
+def seed_analysis(probes: dict, models: list[dict]) -> dict:
+    """One seed's analysis from its probes job and its per-model jobs, each model's probe evidence filled in:
+    the best-layer count(a) probe of the pretrained, fine-tuned and control models, over the random-init
+    floor."""
+    fits = probes["probes"]
+
+    def best(model: str) -> float:
+        return max(fits[model]["count_a"]["accuracy"])
+
+    evidence = {}
+    for m in models:
+        name = m["name"]
+        probed = {
+            "probe_pt": best(f"PT({m['prior']})"),
+            "probe_ft": best(name),
+            "probe_reference": best(CONTROL),
+            "probe_floor": max(best("random init"), fits[name]["count_a"]["majority_floor"]),
+            "n_probe": fits[name]["count_a"]["n_test"],
+        }
+        evidence[name] = {"evidence": m["evidence"]["evidence"] | probed, "details": m["evidence"]["details"]}
+    return probes | {
+        "pruning": {m["name"]: m["pruning"] for m in models},
+        "localisation": {m["name"]: m["localisation"] for m in models},
+        "evidence": evidence,
+    }
 
 
 # --- aggregation over seeds ----------------------------------------------------------------------

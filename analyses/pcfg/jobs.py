@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from analyses.pcfg.analysis import analysis_kwargs
+from analyses.pcfg.analysis import PROBES, analysis_jobs
 from analyses.pcfg.config import FinetuneSetting, PCFGStudyConfig, setting_name
 from analyses.pcfg.report import write_study_report
 from analyses.pcfg.results import STUDY, collect_results
@@ -126,7 +126,7 @@ class Plan:
     pretrain: dict[tuple[int, str], Path]  # (seed, prior) -> dir
     finetune: dict[tuple[int, FinetuneSetting], Path]
     reverse: dict[tuple[int, str], Path]  # (seed, setting_name or control name) -> dir
-    analysis: dict[int, Path]
+    analysis: dict[int, dict[str, Path]]  # seed -> {PROBES or fine-tuned model name: dir}
 
 
 def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
@@ -217,13 +217,21 @@ def _plan_analysis(
     seed: int,
     pretrain: dict[tuple[int, str], Path],
     finetune: dict[tuple[int, FinetuneSetting], Path],
-) -> Path:
-    """The seed's probes, pruning, diffing, patching and audit over its pretrained and fine-tuned models."""
-    kwargs = analysis_kwargs(config, seed, pretrain, finetune)
-    deps = [pretrain[seed, p] for p in (*config.priors, config.control_prior)]
-    deps += [finetune[seed, s] for s in config.finetune_grid]
+) -> dict[str, Path]:
+    """The seed's probes job over all its models, and per wrapped candidate a job for its pruning, diffing,
+    patching and audit evidence: small jobs, so that they pack onto the workers beside the training."""
     common = {"preset": config.preset, "device": config.device}
-    return planner.add("analysis", "analyses.pcfg.analysis:job_analysis", common | kwargs, deps)
+    dirs = {}
+    for name, kwargs in analysis_jobs(config, seed, pretrain, finetune).items():
+        if name == PROBES:
+            fn = "analyses.pcfg.analysis:job_probes"
+            deps = [Path(p) for p in (*kwargs["pretrained"].values(), kwargs["control"])]
+            deps += [Path(p) for p in kwargs["finetuned"].values()]
+        else:
+            fn = "analyses.pcfg.analysis:job_model_analysis"
+            deps = [Path(kwargs[k]) for k in ("pretrained", "finetuned", "control")]
+        dirs[name] = planner.add("analysis", fn, common | kwargs, deps)
+    return dirs
 
 
 def run_study(config: PCFGStudyConfig, out: Path, options: SweepOptions | None = None) -> dict:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from analyses.pcfg.analysis import aggregate_analysis
+from analyses.pcfg.analysis import PROBES, aggregate_analysis, seed_analysis
 from analyses.pcfg.config import setting_name
 from analyses.pcfg.findings import findings
 from interp.config import to_dict
@@ -175,6 +175,13 @@ def _speedup_summary(items: list[dict]) -> dict:
     }
 
 
+def _seed_analysis(dirs: dict[str, Path]) -> dict | None:
+    """One seed's analysis, or None until its probes job and every per-model job have written their files."""
+    probes = _read_json(dirs[PROBES] / "probes.json")
+    models = [_read_json(d / "model_analysis.json") for name, d in dirs.items() if name != PROBES]
+    return seed_analysis(probes, models) if probes and all(models) else None
+
+
 def collect_results(config, plan, job_results: list[JobResult], *, wall_seconds: float) -> dict:
     """Everything the report shows, as JSON-native data."""
     results: dict[str, Any] = {
@@ -190,11 +197,9 @@ def collect_results(config, plan, job_results: list[JobResult], *, wall_seconds:
         "finetune": _finetune_results(config, plan),
         "revival": _revival_results(config, plan),
     }
-    analysis = {seed: _read_json(path / "analysis.json") for seed, path in plan.analysis.items()}
-    if analysis:
-        loaded = [a for a in analysis.values() if a]
-        if loaded:
-            results["analysis"] = aggregate_analysis(loaded, results["revival"])
+    loaded = [a for a in map(_seed_analysis, plan.analysis.values()) if a]
+    if loaded:
+        results["analysis"] = aggregate_analysis(loaded, results["revival"])
     results["findings"] = findings(results)
     results["job_wall_seconds"] = float(np.nansum([r.wall_s or np.nan for r in job_results]))
     return results

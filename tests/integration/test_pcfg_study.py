@@ -33,7 +33,9 @@ def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
     argv = ["--config", _config(tmp_path), "--out", str(out), "--workers", "2", "--no-progress"]
     summary = main(argv)
     statuses = {j["status"] for j in summary["jobs"]}
-    assert statuses == {"ok"} and len(summary["jobs"]) == 7  # 2 pretrain, 1 FT, 3 reverse, 1 analysis
+    assert (
+        statuses == {"ok"} and len(summary["jobs"]) == 8
+    )  # 2 pretrain, 1 FT, 3 reverse, probes, 1 model analysis
     results = json.loads((out / "results.json").read_text())
     assert {"pretrain", "finetune", "revival", "analysis", "findings"} <= set(results)
     row = results["finetune"][0]

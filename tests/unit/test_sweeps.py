@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from interp.sweeps import (
     JOB_JSON,
     RUNNING,
     Job,
+    critical_path,
     expand_grid,
     raise_failures,
     run_dir,
@@ -76,6 +78,10 @@ def die_once(*, out_dir: Path) -> str:
         (out_dir / "partial.txt").write_text("half")
         os.kill(os.getpid(), signal.SIGKILL)
     return "finished"
+
+
+def stamp(*, out_dir: Path) -> int:
+    return time.monotonic_ns()
 
 
 def _job(key: str, fn: str, out_dir: Path, deps: tuple[str, ...] = (), **kwargs) -> Job:
@@ -200,6 +206,20 @@ def test_run_jobs_respects_dependencies_writes_done_and_skips_finished_jobs(tmp_
     # A DONE marker left by other kwargs in the same directory is an error, not a silent skip.
     with pytest.raises(ConfigError, match="different job"):
         run_jobs([_job("p0", "write_point", dirs["p0"], seed=5, scale=2.0)], progress=False)
+
+
+def test_the_longest_chain_of_remaining_steps_starts_first(tmp_path):
+    jobs = [
+        Job(key="short", fn=f"{__name__}:stamp", out_dir=tmp_path / "s", steps=10),
+        Job(key="head", fn=f"{__name__}:stamp", out_dir=tmp_path / "h", steps=10),
+        Job(key="tail", fn=f"{__name__}:stamp", out_dir=tmp_path / "t", deps=("head",), steps=100),
+        Job(key="unknown", fn=f"{__name__}:stamp", out_dir=tmp_path / "u"),
+    ]
+    # a job without steps counts as the longest (100); "head" leads a chain of 110
+    assert critical_path(jobs) == {"short": 10, "head": 110, "tail": 100, "unknown": 100}
+    results = run_jobs(jobs, workers=1, progress=False)
+    started = sorted(results, key=lambda r: r.value)
+    assert [r.key for r in started] == ["head", "tail", "unknown", "short"]
 
 
 def test_a_failing_job_skips_its_dependents_and_the_rest_still_run(tmp_path):
