@@ -13,6 +13,7 @@ samples by editing only non-O_PT tokens of the window, so r(x, O_PT) is unchange
 """
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from itertools import product
@@ -390,14 +391,14 @@ def samples_to_batch(samples: list[Sample], vocab: Vocabulary) -> Batch:
 class PCFGTask:
     """Seeded data for one PCFG configuration: pretraining/fine-tuning batches and evaluation sets.
 
-    Batches are a pure function of (seed, step), so a resumed run sees the same data.
+    Batches are a pure function of (seed, step), so a resumed run sees the same data. Evaluation sets and
+    acceptance tables are pure functions of their arguments too, so each process builds them once
+    (``_eval_set`` and ``_acceptance`` are cached) and every job in it that asks again shares them.
     """
 
     def __init__(self, config: PCFGTaskConfig) -> None:
         self.config = config
         self.vocab = build_vocab(config)
-
-        self._acceptance: dict[tuple, np.ndarray] = {}
 
     def acceptance(self, spec: SampleSpec) -> np.ndarray | None:
         """Keep-probabilities for correlated counting samples by their new label y.
@@ -408,42 +409,53 @@ class PCFGTask:
         """
         if spec.c <= 0 or spec.family != "count" or self.config.region_min is not None:
             return None
-        key = (spec.operand_pt, spec.operand_ft, spec.q)
-        if key not in self._acceptance:
-            rng = numpy_rng(0, 7919)
-            n, size = 3000, self.config.region + spec.q + 1
-            plain = SampleSpec(family="count", operand=spec.operand_ft)
-            corr = dataclasses.replace(plain, c=1.0, operand_pt=spec.operand_pt, q=spec.q)
-            p = np.bincount([s.answer for s in self._draw(plain, n, rng, None)], minlength=size)[:size] + 1
-            r = np.bincount([s.answer for s in self._draw(corr, n, rng, None)], minlength=size)[:size] + 1
-            self._acceptance[key] = np.minimum(1.0, (p / p.sum()) / (MAX_RATIO * r / r.sum()))
-        return self._acceptance[key]
+        return _acceptance(self.config, spec.operand_pt, spec.operand_ft, spec.q)
 
     def samples(self, spec: SampleSpec, n: int, rng: np.random.Generator) -> list[Sample]:
         """``n`` samples of ``spec`` drawn from ``rng`` (correlated ones kept by ``acceptance``)."""
-        return self._draw(spec, n, rng, self.acceptance(spec))
-
-    def _draw(
-        self, spec: SampleSpec, n: int, rng: np.random.Generator, accept: np.ndarray | None
-    ) -> list[Sample]:
-        windows = Windows(rng, self.config.window)
-        return [sample(self.config, spec, rng, accept, windows) for _ in range(n)]
+        return _draw(self.config, spec, n, rng, self.acceptance(spec))
 
     def batch(self, spec: SampleSpec, n: int, seed: int, step: int) -> Batch:
         """Training batch ``step`` of the stream seeded by ``seed``."""
         return samples_to_batch(self.samples(spec, n, numpy_rng(seed, STREAM_TRAIN, step)), self.vocab)
 
     def eval_set(self, name: str, spec: SampleSpec, n: int, seed: int) -> EvalSet:
-        """A fixed evaluation set; for the O_FT counting sets the shortcut is count(O_PT) + q."""
-        rng = numpy_rng(seed, STREAM_EVAL, _stable_id(name))
-        samples = self.samples(spec, n, rng)
-        batch = samples_to_batch(samples, self.vocab)
-        shortcut = None
-        if spec.family == "count" and spec.operand == spec.operand_ft:
-            pt = TERMINALS.index(spec.operand_pt)
-            values = [min(s.counts[pt] + spec.q, s.region) for s in samples]
-            shortcut = torch.tensor([self.vocab.id(str(max(v, 0))) for v in values], dtype=torch.long)
-        return EvalSet(name=name, batch=batch, shortcut_answers=shortcut)
+        """A fixed evaluation set (shared within the process: read it, do not modify it); for the O_FT
+        counting sets the shortcut is count(O_PT) + q."""
+        return _eval_set(self.config, name, spec, n, seed)
+
+
+def _draw(
+    config: PCFGTaskConfig, spec: SampleSpec, n: int, rng: np.random.Generator, accept: np.ndarray | None
+) -> list[Sample]:
+    windows = Windows(rng, config.window)
+    return [sample(config, spec, rng, accept, windows) for _ in range(n)]
+
+
+@functools.lru_cache(maxsize=8)
+def _acceptance(config: PCFGTaskConfig, operand_pt: str, operand_ft: str, q: int) -> np.ndarray:
+    rng = numpy_rng(0, 7919)
+    n, size = 3000, config.region + q + 1
+    plain = SampleSpec(family="count", operand=operand_ft)
+    corr = dataclasses.replace(plain, c=1.0, operand_pt=operand_pt, q=q)
+    p = np.bincount([s.answer for s in _draw(config, plain, n, rng, None)], minlength=size)[:size] + 1
+    r = np.bincount([s.answer for s in _draw(config, corr, n, rng, None)], minlength=size)[:size] + 1
+    table = np.minimum(1.0, (p / p.sum()) / (MAX_RATIO * r / r.sum()))
+    table.setflags(write=False)
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_set(config: PCFGTaskConfig, name: str, spec: SampleSpec, n: int, seed: int) -> EvalSet:
+    task = PCFGTask(config)
+    samples = task.samples(spec, n, numpy_rng(seed, STREAM_EVAL, _stable_id(name)))
+    batch = samples_to_batch(samples, task.vocab)
+    shortcut = None
+    if spec.family == "count" and spec.operand == spec.operand_ft:
+        pt = TERMINALS.index(spec.operand_pt)
+        values = [min(s.counts[pt] + spec.q, s.region) for s in samples]
+        shortcut = torch.tensor([task.vocab.id(str(max(v, 0))) for v in values], dtype=torch.long)
+    return EvalSet(name=name, batch=batch, shortcut_answers=shortcut)
 
 
 def _stable_id(name: str) -> int:

@@ -5,6 +5,7 @@ import functools
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,8 @@ from procedural_tasks.pcfg_tasks import (
     PCFGTask,
     PCFGTaskConfig,
     SampleSpec,
+    _acceptance,
+    _eval_set,
     parse_prior,
     plant_count_correlation,
     plant_index_correlation,
@@ -210,3 +213,18 @@ def test_parse_prior() -> None:
     assert parse_prior("0.9,0.1,0") == (0.9, 0.1, 0.0)
     with pytest.raises(ConfigError):
         parse_prior("0.5,x,0.5")
+
+
+def test_evaluation_sets_are_built_once_per_process_and_equal_a_fresh_build():
+    config = tiny_task_config()
+    spec = SampleSpec(family="count", operand="b", c=1.0)
+    first = PCFGTask(config).eval_set("count_b@cte1", spec, 40, seed=3)
+    assert PCFGTask(config).eval_set("count_b@cte1", spec, 40, seed=3) is first  # another task, same config
+    assert PCFGTask(config).eval_set("count_b@cte1", spec, 40, seed=4) is not first
+    _eval_set.cache_clear()
+    _acceptance.cache_clear()
+    fresh = PCFGTask(config).eval_set("count_b@cte1", spec, 40, seed=3)
+    assert fresh is not first
+    assert torch.equal(fresh.batch.tokens, first.batch.tokens)
+    assert torch.equal(fresh.shortcut_answers, first.shortcut_answers)
+    assert not PCFGTask(config).acceptance(spec).flags.writeable  # shared, so read-only
