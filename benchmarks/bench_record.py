@@ -43,6 +43,8 @@ def describe_machine(*, threads: int, device: str, note: str = "") -> dict[str, 
         "device": device,
         "gpu": torch.cuda.get_device_name(device) if device.startswith("cuda") else None,
         "threads": threads,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the SIMD level torch's kernels use
+        "cpu_native_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()),  # AVX512-BF16/AMX: fast bf16
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),

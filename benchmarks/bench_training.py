@@ -1,7 +1,8 @@
 """One training step of the TransformerLens model against its peers, all measured in this one process: Hugging
 Face ``transformers`` GPT-2 of the same shape (SDPA and eager attention, built from a local GPT2Config, nothing
-downloaded), plain PyTorch with SDPA, and the machine's own fp32 matmul rate, so that every figure is also a % of
-what a matmul reaches here; and the PCFG generator's batches/s against the training steps/s. Writes
+downloaded), plain PyTorch with SDPA, the TransformerLens model under bf16 autocast (fast where the CPU has
+native bf16, which the machine record says), and the machine's own fp32 matmul rate, so that every figure is
+also a % of what a matmul reaches here; and the PCFG generator's batches/s against the training steps/s. Writes
 ``benchmarks/results/bench_training_<machine>_<date>.json`` (the machine described in it) and prints it.
 
     python benchmarks/bench_training.py [--preset cpu] [--batch-size 32] [--steps 20] [--rounds 5] [--threads 1]
@@ -106,6 +107,7 @@ class HFLogits(nn.Module):
 
 MODELS: dict[str, Callable[[ModelConfig, str], nn.Module]] = {
     "transformer_lens": lambda cfg, device: build_model(cfg, device=device),
+    "transformer_lens_bf16": lambda cfg, device: build_model(cfg, device=device),
     "hf_gpt2_sdpa": lambda cfg, device: HFLogits(cfg, "sdpa").to(device),
     "hf_gpt2_eager": lambda cfg, device: HFLogits(cfg, "eager").to(device),
     "plain_torch_sdpa": lambda cfg, device: PlainGPT(cfg).to(device),
@@ -126,18 +128,24 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+BF16 = ("transformer_lens_bf16",)  # trained under bf16 autocast, as ``--precision bf16`` trains
+
+
 class Trainer:
     """One model with its AdamW, stepping on the next-token loss of a fixed list of token batches."""
 
-    def __init__(self, model: nn.Module, batches: list[torch.Tensor], device: torch.device) -> None:
-        self.model, self.batches, self.device = model.train(), batches, device
+    def __init__(
+        self, model: nn.Module, batches: list[torch.Tensor], device: torch.device, bf16: bool = False
+    ) -> None:
+        self.model, self.batches, self.device, self.bf16 = model.train(), batches, device, bf16
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         self.done = 0
 
     def step(self) -> None:
         tokens = self.batches[self.done % len(self.batches)]
-        logits = self.model(tokens)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(tokens)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -209,7 +217,7 @@ def main(argv: list[str] | None = None) -> Path:
     trainers = {}
     for name, make in MODELS.items():
         torch.manual_seed(0)
-        trainers[name] = Trainer(make(cfg, str(device)), batches, device)
+        trainers[name] = Trainer(make(cfg, str(device)), batches, device, bf16=name in BF16)
         for _ in range(args.warmup):
             trainers[name].step()
     times: dict[str, list[float]] = {name: [] for name in trainers}
@@ -237,6 +245,7 @@ def main(argv: list[str] | None = None) -> Path:
             "pct_of_matmul_rate": 100 * flops / s / 1e9 / peak,
             "time_vs_transformer_lens": s / tl_s,
             **({"attention": trainer.model.attention} if isinstance(trainer.model, HFLogits) else {}),
+            "precision": "bf16 autocast" if trainer.bf16 else "fp32",
         }
     data["batches_per_s"] = 1000 / data["ms_per_batch"]
     data["transformer_lens_steps_per_s"] = 1 / tl_s

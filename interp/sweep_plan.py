@@ -77,7 +77,7 @@ class SweepPlan:
             f"projection: a job of s steps takes s x {rate} (one job's step time while {self.slots} share "
             "the machine, data included)",
             f"  serial: {self.projected_steps:,} steps = {self.serial_h:.2f} h",
-            f"  wall on {self.slots} slot(s), jobs started in sweep order as their dependencies finish: "
+            f"  wall on {self.slots} slot(s), jobs started as their dependencies finish, longest chain first: "
             f"{self.wall_h:.2f} h ({self.remaining_wall_h:.2f} h still to run)",
             f"  critical path (no packing goes below it): {self.critical_path_h:.2f} h",
         ]

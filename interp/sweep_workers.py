@@ -101,7 +101,7 @@ def execute_job(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[
         atomic_write_text(out_dir / RUNNING, json.dumps({"pid": os.getpid(), "started": time.time()}) + "\n")
         module_name, _, fn_name = job["fn"].partition(":")
         fn = getattr(importlib.import_module(module_name), fn_name)
-        value = fn(out_dir=out_dir, **job["kwargs"])
+        value = fn(out_dir=out_dir, **job["kwargs"], **job.get("runtime", {}))
         wall_s = time.perf_counter() - start
         try:
             text = json.dumps({**job, "wall_s": wall_s, "value": value}, indent=2, allow_nan=False)

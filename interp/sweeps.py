@@ -101,6 +101,9 @@ class Job:
     kwargs: Mapping[str, Any] = field(default_factory=dict)  # JSON-native keyword arguments
     deps: tuple[str, ...] = ()  # keys of the jobs that must finish first
     steps: int | None = None  # optimizer steps the job takes, for the sweep's plan (not passed to fn)
+    runtime: Mapping[str, Any] = field(default_factory=dict)  # JSON-native keyword arguments that change how
+    # fn runs but never what it writes (e.g. data worker processes): passed to fn, left out of the identity
+    # that DONE records, so a finished job is reused whatever they are
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
@@ -119,6 +122,11 @@ class Job:
         if "out_dir" in self.kwargs:
             raise ConfigError(f"job '{self.key}': pass the output directory as Job.out_dir, not in kwargs")
         _json_native(dict(self.kwargs), f"job '{self.key}' kwargs")
+        if not isinstance(self.runtime, Mapping) or self.runtime.keys() & {*self.kwargs, "out_dir"}:
+            raise ConfigError(
+                f"job '{self.key}': runtime must be a dict whose keys are not in kwargs, got {self.runtime!r}"
+            )
+        _json_native(dict(self.runtime), f"job '{self.key}' runtime")
         if self.steps is not None and (
             isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0
         ):
@@ -133,6 +141,7 @@ class Job:
             "kwargs": _json_native(dict(self.kwargs), "kwargs"),
             "deps": list(self.deps),
             "steps": self.steps,
+            "runtime": _json_native(dict(self.runtime), "runtime"),
         }
 
 
@@ -179,13 +188,25 @@ class Planner:
         deps: Sequence[Path] = (),
         *,
         steps: int | None = None,
+        runtime: Mapping[str, Any] | None = None,
     ) -> Path:
         """Add the job ``fn`` ("module:function") to run after the jobs in the directories ``deps``, taking
-        ``steps`` optimizer steps (for the plan); returns its directory."""
+        ``steps`` optimizer steps (for the plan), called with ``kwargs`` and ``runtime`` (``Job.runtime``: not
+        hashed into its directory); returns its directory."""
         out = run_dir(self.root, stage, {**kwargs, **self.identity})
         self._keys[out] = f"{self.key_prefix}{stage}/{out.name}"
         after = tuple(self._keys[d] for d in deps)
-        self.jobs.append(Job(key=self._keys[out], fn=fn, out_dir=out, kwargs=kwargs, deps=after, steps=steps))
+        self.jobs.append(
+            Job(
+                key=self._keys[out],
+                fn=fn,
+                out_dir=out,
+                kwargs=kwargs,
+                deps=after,
+                steps=steps,
+                runtime=dict(runtime or {}),
+            )
+        )
         return out
 
 

@@ -54,11 +54,14 @@ def job_pretrain(
     device: str,
     steps: int | None = None,
     speed: dict[str, Any] | None = None,
+    data_workers: int | None = None,
 ) -> dict:
     """Pretrain one model on the PCFG mixture with operand prior ``prior`` (``steps``: the preset's for the
-    prior if None; ``speed``: overrides of the preset's precision, compile and data workers)."""
+    prior if None; ``speed``: overrides of the preset's precision and compile; ``data_workers``: of its data
+    worker processes, which never change the batches)."""
     sp = study_preset(preset)
     steps = sp.pretrain_steps_for(prior) if steps is None else steps
+    speed = _with_workers(speed, data_workers)
     train = sp.train_config("pretrain", lr=lr, seed=seed, device=device, steps=steps, speed=speed)
     task = dataclasses.replace(sp.task, prior=parse_prior(prior))
     model = dataclasses.replace(model_preset(sp.model), seed=seed)
@@ -77,11 +80,13 @@ def _stage_config(
     device: str,
     steps: int | None = None,
     speed: dict[str, Any] | None = None,
+    data_workers: int | None = None,
     **fields: Any,
 ) -> tuple[PCFGPreset, C]:
     """The preset and the config of a fine-tuning or reverse stage: the preset's recipe at ``lr`` (for
-    ``steps``, the preset's when None; ``speed`` as in ``job_pretrain``), ``fields``."""
+    ``steps``, the preset's when None; ``speed`` and ``data_workers`` as in ``job_pretrain``), ``fields``."""
     sp = study_preset(preset)
+    speed = _with_workers(speed, data_workers)
     train = sp.train_config(stage, lr=lr, seed=seed, device=device, steps=steps, speed=speed)
     return sp, config_class(train=train, eval_n=sp.eval_n, **fields)
 
@@ -146,9 +151,25 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
     return Plan(planner.jobs, pretrain, finetune, reverse, analysis)
 
 
+def _with_workers(speed: dict[str, Any] | None, data_workers: int | None) -> dict[str, Any]:
+    return {**(speed or {}), **({"data_workers": data_workers} if data_workers is not None else {})}
+
+
 def _common(config: PCFGStudyConfig) -> dict[str, Any]:
-    speed = {name: getattr(config, name) for name in SPEED_FIELDS if getattr(config, name) is not None}
+    """The arguments every training job shares: the preset, the device and the speed settings that can
+    change a result (bf16 rounding, compiled kernels); the data workers go in ``_runtime``."""
+    speed = {
+        name: getattr(config, name)
+        for name in SPEED_FIELDS
+        if name != "data_workers" and getattr(config, name) is not None
+    }
     return {"preset": config.preset, "device": config.device} | ({"speed": speed} if speed else {})
+
+
+def _runtime(config: PCFGStudyConfig) -> dict[str, Any]:
+    """A training job's ``Job.runtime``: the data worker count, which never changes a batch, so a finished job
+    is reused whatever it is."""
+    return {"data_workers": config.data_workers} if config.data_workers is not None else {}
 
 
 def _ft_lr(config: PCFGStudyConfig, level: str) -> float:
@@ -165,6 +186,7 @@ def _plan_pretrain(planner: Planner, config: PCFGStudyConfig, seed: int) -> dict
             f"{__name__}:job_pretrain",
             {**kwargs, "prior": prior},
             steps=sp.pretrain_steps_for(prior),
+            runtime=_runtime(config),
         )
         for prior in (*config.priors, config.control_prior)
     }
@@ -181,7 +203,9 @@ def _plan_finetune(
         base = pretrain[seed, prior]
         kwargs = {**_common(config), "base": str(base), "seed": seed, "lr": _ft_lr(config, level)}
         kwargs |= {"lr_level": level, "lr_labelling": config.lr_labelling, "c_tr": c_tr, "q": config.q}
-        dirs[seed, setting] = planner.add("finetune", f"{__name__}:job_finetune", kwargs, [base], steps=steps)
+        dirs[seed, setting] = planner.add(
+            "finetune", f"{__name__}:job_finetune", kwargs, [base], steps=steps, runtime=_runtime(config)
+        )
     return dirs
 
 
@@ -206,7 +230,12 @@ def _plan_reverse(
         if name == "Scr.+FT" and config.control_reverse_factor > 1:
             job["steps"] = config.control_reverse_factor * steps
         dirs[seed, name] = planner.add(
-            "reverse", f"{__name__}:job_reverse", job, [start, reference], steps=job.get("steps", steps)
+            "reverse",
+            f"{__name__}:job_reverse",
+            job,
+            [start, reference],
+            steps=job.get("steps", steps),
+            runtime=_runtime(config),
         )
     return dirs
 

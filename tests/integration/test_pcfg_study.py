@@ -1,5 +1,6 @@
 """The PCFG study end to end on the tiny preset: results, report, and a re-run that reuses every job."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -63,6 +64,14 @@ def test_plan_keys_are_content_addressed(tmp_path) -> None:
     assert [j.key for j in a.jobs] == [j.key for j in b.jobs]
     assert len({j.key for j in a.jobs}) == len(a.jobs)
     assert a.pretrain[0, "low"] != a.pretrain[1, "low"]
+    # data workers never change a batch, so they ride in Job.runtime and leave every directory unchanged;
+    # bf16 rounding can change a result, so precision is part of the identity
+    workers = plan_study(dataclasses.replace(config, data_workers=2), tmp_path)
+    assert [j.key for j in workers.jobs] == [j.key for j in a.jobs]
+    trained = [j for j in workers.jobs if not j.key.startswith("analysis/")]
+    assert trained and all(j.runtime == {"data_workers": 2} for j in trained)
+    bf16 = plan_study(dataclasses.replace(config, precision="bf16"), tmp_path)
+    assert bf16.pretrain[0, "low"] != a.pretrain[0, "low"]
 
 
 def test_study_config_validation() -> None:

@@ -80,6 +80,10 @@ def die_once(*, out_dir: Path) -> str:
     return "finished"
 
 
+def echo_workers(*, out_dir: Path, seed: int, workers: int = 0) -> int:
+    return workers
+
+
 def stamp(*, out_dir: Path) -> int:
     return time.monotonic_ns()
 
@@ -206,6 +210,16 @@ def test_run_jobs_respects_dependencies_writes_done_and_skips_finished_jobs(tmp_
     # A DONE marker left by other kwargs in the same directory is an error, not a silent skip.
     with pytest.raises(ConfigError, match="different job"):
         run_jobs([_job("p0", "write_point", dirs["p0"], seed=5, scale=2.0)], progress=False)
+
+
+def test_runtime_arguments_reach_the_job_but_not_its_identity(tmp_path):
+    job = Job(key="j", fn=f"{__name__}:echo_workers", out_dir=tmp_path / "j", kwargs={"seed": 1})
+    first = run_jobs([dataclasses.replace(job, runtime={"workers": 3})], progress=False)[0]
+    assert (first.status, first.value) == ("ok", 3)
+    again = run_jobs([dataclasses.replace(job, runtime={"workers": 5})], progress=False)[0]
+    assert (again.status, again.value) == ("cached", 3)  # the finished job is reused, not rerun
+    with pytest.raises(ConfigError, match="runtime"):
+        dataclasses.replace(job, runtime={"seed": 2})  # a runtime argument cannot shadow a kwarg
 
 
 def test_the_longest_chain_of_remaining_steps_starts_first(tmp_path):
