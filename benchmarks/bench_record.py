@@ -2,6 +2,7 @@
 (``benchmarks/results/<bench>_<machine>_<date>.json``)."""
 
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -68,9 +69,14 @@ def machine_slug(machine: dict[str, Any]) -> str:
 
 
 def write_result(bench: str, record: dict[str, Any], out_dir: Path = RESULTS_DIR) -> Path:
-    """Write ``record`` as ``<out_dir>/<bench>_<machine>_<date>.json`` and print it as one JSON line."""
-    date = datetime.date.today().isoformat()
-    path = Path(out_dir) / f"{bench}_{machine_slug(record['machine'])}_{date}.json"
+    """Write ``record`` as ``<out_dir>/<bench>_<machine>_<date>.json`` (``..._<date>-2.json`` and so on when an
+    earlier result of that day is there: a result is never overwritten) and print it as one JSON line."""
+    stem = f"{bench}_{machine_slug(record['machine'])}_{datetime.date.today().isoformat()}"
+    path = Path(out_dir) / f"{stem}.json"
+    for n in itertools.count(2):
+        if not path.exists():
+            break
+        path = Path(out_dir) / f"{stem}-{n}.json"
     record = {**record, "machine": {**record["machine"], "load_average_at_end": load_average()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(record, indent=2, allow_nan=False)

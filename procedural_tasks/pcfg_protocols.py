@@ -431,7 +431,8 @@ def run_reverse_ft(
     progress: bool = True,
     resume: bool = False,
 ) -> RevivalCurve:
-    """Train ``start_dir``'s model back on counting O_PT; writes the checkpoint and ``revival.json``.
+    """Train ``start_dir``'s model back on counting O_PT, evaluated on O_PT alone (C_Te = 0, what the revival
+    curve reads); writes the checkpoint and ``revival.json``.
 
     ``reference_accuracy`` is the pretrained model's O_PT accuracy; the threshold is
     ``threshold_frac`` times it.
@@ -442,9 +443,8 @@ def run_reverse_ft(
         model_config = dataclasses.replace(model_config, seed=config.train.seed)
         model = build_model(model_config, device=config.train.device)
     target = eval_name(config.operand_pt, 0)
-    shown = (target, eval_name("b" if config.operand_pt != "b" else "c", 1))
     eval_sets = counting_eval_sets(
-        task, config.eval_n, operand_pt=config.operand_pt, seed=config.train.seed, only=shown
+        task, config.eval_n, operand_pt=config.operand_pt, seed=config.train.seed, only=(target,)
     )
     batch_fn = _batches(task, SampleSpec(family="count", operand=config.operand_pt), config.train)
     meta = task_metadata(task.config, task, "reverse_ft", config) | {"start": str(start_dir)}

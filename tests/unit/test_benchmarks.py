@@ -104,3 +104,13 @@ def test_bench_gpu_presets_breaks_the_step_down_on_a_cpu_smoke_run(benchmarks, t
     assert all(math.isfinite(ms) and ms > 0 for ms in parts.values()), parts
     assert pcfg["breakdown"]["total_ms_per_step"] == pytest.approx(sum(parts.values()))
     assert pcfg["pretrain_hours_projected"] > 0 and "tinystories_91m" not in record
+
+
+def test_a_result_is_never_overwritten(benchmarks, tmp_path):
+    import bench_record
+
+    machine = bench_record.describe_machine(threads=1, device="cpu")
+    first = bench_record.write_result("bench_x", {"machine": machine, "value": 1}, tmp_path)
+    second = bench_record.write_result("bench_x", {"machine": machine, "value": 2}, tmp_path)
+    assert second.name == first.name.replace(".json", "-2.json")
+    assert json.loads(first.read_text())["value"] == 1 and json.loads(second.read_text())["value"] == 2
