@@ -21,6 +21,7 @@ from interp.run_dirs import claim_output
 from interp.sweep_plan import plan_sweep
 from interp.sweep_workers import check_gpu_fraction, describe_groups, visible_gpus, worker_groups
 from interp.sweeps import EXECUTORS, Job, JobResult, raise_failures, run_jobs
+from interp.training import RESUME_NEUTRAL
 
 SWEEP_FILE = "sweep.json"  # the placement of the latest run (not part of the results' identity)
 PLAN_FILE = "plan.json"
@@ -109,18 +110,29 @@ class StudySweep(Generic[P]):
     keep_failures: bool = False  # True: failed jobs stay in the results and the next run retries them
 
 
+def _identity(config: Any) -> Any:
+    """``config`` without the settings that never change a result (``RESUME_NEUTRAL``, at any depth): what
+    the output directory's fingerprint compares, so a run may be finished with another data worker count."""
+    if isinstance(config, dict):
+        return {k: _identity(v) for k, v in config.items() if k not in RESUME_NEUTRAL}
+    if isinstance(config, list):
+        return [_identity(v) for v in config]
+    return config
+
+
 def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | None = None) -> dict[str, Any]:
     """Run (or finish) ``sweep`` in ``out`` (``SweepOptions()`` when ``options`` is None); returns its results.
 
     ``out`` is claimed (``interp.run_dirs``): another run's directory is refused unless ``options.overwrite``,
-    and a finished run of this config is reused without rewriting its files. Failed jobs raise a
+    and a finished run of this config is reused without rewriting its files (a data worker count is not part
+    of a run's identity). Failed jobs raise a
     ``ConfigError`` once everything else was run and written (unless ``sweep.keep_failures``).
 
     With ``options.plan`` nothing runs: the plan is printed, written to ``plan.json`` (beside the job
     directories that planning makes, which a later run reuses) and the process exits with code 0, as ``--help``.
     """
     options = options or SweepOptions()
-    fingerprint = {"study": sweep.study, "config": sweep.config}
+    fingerprint = {"study": sweep.study, "config": _identity(sweep.config)}
     with claim_output(
         out, fingerprint, overwrite=options.overwrite, resume=options.resume, continues=True
     ) as claim:

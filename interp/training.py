@@ -5,6 +5,7 @@ resumed run sees exactly the batches an uninterrupted one would and ends with id
 """
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,8 @@ from interp.config import to_dict
 from interp.errors import CheckpointError, ConfigError, TrainingError
 from interp.evaluation import answer_logits, evaluate
 from interp.runtime import set_threads
+
+S = TypeVar("S")  # a stage config with a ``train`` field
 
 RESUME_DIR = "resume"
 METRICS = "metrics.jsonl"
@@ -136,6 +139,12 @@ class TrainResult:
             (r["step"], r["eval"][eval_name][metric]) for r in self.history if eval_name in r.get("eval", {})
         ]
         return [p[0] for p in points], [p[1] for p in points]
+
+
+def with_data_workers(stage: S, data_workers: int) -> S:
+    """``stage`` (a frozen stage config holding a ``train`` TrainConfig) training with ``data_workers`` batch
+    processes; the batches, so the result, are the same for every count."""
+    return dataclasses.replace(stage, train=dataclasses.replace(stage.train, data_workers=data_workers))
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deletion-kinds", help="comma-separated: filter,filter_random_labels,filter_mix_match")
     study_flags(p, default_out="runs/tinystories")
     p.add_argument("--device", help="auto (the default), cpu or cuda")
+    p.add_argument(
+        "--data-workers",
+        type=non_negative_int,
+        help="processes making training batches ahead of each step (default: the preset's, gpu 4, cpu 0); "
+        "the batches, so the results, are the same for every count",
+    )
     return p
 
 
@@ -108,6 +114,8 @@ def study_configs(args: argparse.Namespace) -> list[TinyStoriesStudyConfig]:
         overrides["seeds"] = tuple(range(args.seeds))
     if args.device is not None:
         overrides["device"] = args.device
+    if args.data_workers is not None:
+        overrides["data_workers"] = args.data_workers
     if args.deletion_kinds:
         overrides["deletion_kinds"] = tuple(args.deletion_kinds.split(","))
     configs = [dataclasses.replace(c, **overrides) for c in configs]

@@ -218,6 +218,7 @@ class TinyStoriesStudyConfig:
     )
     score_threshold_frac: float = 0.9  # recovered (score) when the score >= this x the pretrained model's
     precision: str = "fp32"  # fp32, or bf16 autocast for GPUs (gpu_study_config)
+    data_workers: int = 0  # processes making training batches ahead of each step (the batches are the same)
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -226,6 +227,8 @@ class TinyStoriesStudyConfig:
             raise ConfigError(f"seeds {self.seeds} must be at least two distinct seeds, e.g. --seeds 2")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        if self.data_workers < 0:
+            raise ConfigError(f"data_workers must be >= 0, got {self.data_workers}")
         bad = [k for k in self.deletion_kinds if k not in DELETION_KINDS]
         if bad or not self.deletion_kinds:
             raise ConfigError(
@@ -409,6 +412,7 @@ def gpu_study_config(setting: str = "synthetic", **overrides: Any) -> TinyStorie
         "max_new_tokens": 350,
         "eval_n": 512,
         "precision": "bf16",
+        "data_workers": 4,
         "probe_steps": 2000,
         "device": "cuda",
     }

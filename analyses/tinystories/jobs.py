@@ -15,6 +15,7 @@ from interp.config import from_dict, to_dict
 from interp.jsonio import write_json
 from interp.models import n_params
 from interp.sweeps import Job, Planner
+from interp.training import with_data_workers
 from procedural_tasks.story_checkpoints import TOKENIZER_FILE, load_story_checkpoint
 from procedural_tasks.story_data import StoryDataConfig, build_story_splits, build_story_tokenizer
 from procedural_tasks.story_probes import feature_probes, probe_batch, study_probe_config
@@ -37,9 +38,10 @@ def job_tokenizer(*, out_dir: Path, data: dict) -> dict:
     return {"vocab_size": tokenizer.vocab_size}
 
 
-def job_pretrain(*, out_dir: Path, stage: dict, tokenizer_dir: str) -> dict:
-    """Pretrain one model (the feature present, or the never-had-it control)."""
-    config = from_dict(StoryPretrainConfig, stage)
+def job_pretrain(*, out_dir: Path, stage: dict, tokenizer_dir: str, data_workers: int = 0) -> dict:
+    """Pretrain one model (the feature present, or the never-had-it control); ``data_workers`` (a
+    ``Job.runtime`` argument) make its batches ahead of each step."""
+    config = with_data_workers(from_dict(StoryPretrainConfig, stage), data_workers)
     tokenizer = StoryTokenizer.load(Path(tokenizer_dir) / TOKENIZER_FILE)
     summary = run_story_pretrain(config, out_dir, tokenizer=tokenizer)
     return {
@@ -48,18 +50,21 @@ def job_pretrain(*, out_dir: Path, stage: dict, tokenizer_dir: str) -> dict:
     }
 
 
-def job_deletion(*, out_dir: Path, stage: dict, base: str) -> dict:
-    """Deletion fine-tuning of a pretrained model."""
-    summary = run_story_deletion(from_dict(StoryDeletionConfig, stage), base, out_dir)
+def job_deletion(*, out_dir: Path, stage: dict, base: str, data_workers: int = 0) -> dict:
+    """Deletion fine-tuning of a pretrained model (``data_workers`` as in ``job_pretrain``)."""
+    config = with_data_workers(from_dict(StoryDeletionConfig, stage), data_workers)
+    summary = run_story_deletion(config, base, out_dir)
     return {
         "final_feature_loss": summary["loss_curve"][-1]["feature_loss"],
         "wall_seconds": summary["wall_seconds"],
     }
 
 
-def job_recovery(*, out_dir: Path, stage: dict, start: str) -> dict:
-    """Recovery fine-tuning of a deleted model or of the control, with loss and generation scores."""
-    summary = run_story_recovery(from_dict(StoryRecoveryConfig, stage), start, out_dir)
+def job_recovery(*, out_dir: Path, stage: dict, start: str, data_workers: int = 0) -> dict:
+    """Recovery fine-tuning of a deleted model or of the control, with loss and generation scores
+    (``data_workers`` as in ``job_pretrain``)."""
+    config = with_data_workers(from_dict(StoryRecoveryConfig, stage), data_workers)
+    summary = run_story_recovery(config, start, out_dir)
     return {"wall_seconds": summary["wall_seconds"]}
 
 
@@ -129,6 +134,11 @@ class Plan:
     analysis: dict[int, Path]
 
 
+def _runtime(config: TinyStoriesStudyConfig) -> dict[str, int]:
+    """A training job's ``Job.runtime``: its data workers, which never change a batch (so not its identity)."""
+    return {"data_workers": config.data_workers} if config.data_workers else {}
+
+
 def _plan_pretrain(
     planner: Planner, config: TinyStoriesStudyConfig, seed: int, tokenizer: Path
 ) -> dict[bool, Path]:
@@ -136,7 +146,9 @@ def _plan_pretrain(
     for with_feature in (True, False):
         stage = config.pretrain_stage(seed, with_feature=with_feature)
         kwargs = {"stage": to_dict(stage), "tokenizer_dir": str(tokenizer)}
-        dirs[with_feature] = planner.add("pretrain", f"{__name__}:job_pretrain", kwargs, [tokenizer])
+        dirs[with_feature] = planner.add(
+            "pretrain", f"{__name__}:job_pretrain", kwargs, [tokenizer], runtime=_runtime(config)
+        )
     return dirs
 
 
@@ -148,7 +160,7 @@ def _plan_deletion(
         for level in config.lr_levels:
             kwargs = {"stage": to_dict(config.deletion_stage(kind, seed, lr_level=level)), "base": str(base)}
             dirs[deletion_name(kind, level)] = planner.add(
-                "deletion", f"{__name__}:job_deletion", kwargs, [base]
+                "deletion", f"{__name__}:job_deletion", kwargs, [base], runtime=_runtime(config)
             )
     return dirs
 
@@ -159,7 +171,11 @@ def _plan_recovery(
     stage = to_dict(config.recovery_stage(seed))
     return {
         name: planner.add(
-            "recovery", f"{__name__}:job_recovery", {"stage": stage, "start": str(start)}, [start]
+            "recovery",
+            f"{__name__}:job_recovery",
+            {"stage": stage, "start": str(start)},
+            [start],
+            runtime=_runtime(config),
         )
         for name, start in starts.items()
     }

@@ -54,6 +54,9 @@ def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
     assert read_report_data(out / "report.html")["data"]["config"]["preset"] == "tiny"
     again = main(argv)
     assert {j["status"] for j in again["jobs"]} == {"cached"}
+    # another data worker count is the same run: its finished jobs are reused, not refused or redone
+    workers = main([*argv, "--data-workers", "1"])
+    assert {j["status"] for j in workers["jobs"]} == {"cached"}
     (out / "report.html").unlink()
     assert cli_main(["report", str(out)]) == 0 and (out / "report.html").is_file()
 

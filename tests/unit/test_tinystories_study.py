@@ -2,6 +2,7 @@
 the report writer. Tiny sizes; no study is run."""
 
 import argparse
+import dataclasses
 import json
 import re
 
@@ -48,6 +49,24 @@ def test_study_plan_has_a_control_recovery_and_shares_one_tokenizer(tmp_path):
     assert {name for _, name in plan.recovery} == {"F (eta_M)", "F (eta_S)", CONTROL}
     assert len([j for j in plan.jobs if "/tokenizer/" in j.key]) == 1
     assert plan.recovery[0, CONTROL] != plan.recovery[1, CONTROL]
+
+
+def test_data_workers_reach_the_training_jobs_but_not_their_identity(tmp_path):
+    config = cpu_study_config("synthetic")
+    plain, workers = (
+        plan_study(config, tmp_path),
+        plan_study(dataclasses.replace(config, data_workers=2), tmp_path),
+    )
+    assert [j.key for j in workers.jobs] == [j.key for j in plain.jobs]
+    stages = ("/pretrain/", "/deletion/", "/recovery/")
+    trained = [j for j in workers.jobs if any(s in j.key for s in stages)]
+    assert trained and all(j.runtime == {"data_workers": 2} for j in trained)
+    assert all(j.runtime == {} for j in plain.jobs)
+    args = build_parser().parse_args(["--setting", "synthetic", "--data-workers", "3"])
+    assert study_configs(args)[0].data_workers == 3
+    assert gpu_study_config("synthetic").data_workers == 4
+    with pytest.raises(ConfigError, match="data_workers"):
+        cpu_study_config("synthetic", data_workers=-1)
 
 
 def test_cli_data_prints_instruct_examples(capsys):
