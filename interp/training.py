@@ -141,9 +141,11 @@ class TrainResult:
         return [p[0] for p in points], [p[1] for p in points]
 
 
-def with_data_workers(stage: S, data_workers: int) -> S:
+def with_data_workers(stage: S, data_workers: int | None) -> S:
     """``stage`` (a frozen stage config holding a ``train`` TrainConfig) training with ``data_workers`` batch
-    processes; the batches, so the result, are the same for every count."""
+    processes (None: as it is); the batches, so the result, are the same for every count."""
+    if data_workers is None:
+        return stage
     return dataclasses.replace(stage, train=dataclasses.replace(stage.train, data_workers=data_workers))
 
 

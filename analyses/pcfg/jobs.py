@@ -21,7 +21,7 @@ from interp.lr_levels import lr_for_level
 from interp.models import preset as model_preset
 from interp.study_runs import StudySweep, SweepOptions, run_study_sweep
 from interp.sweeps import Job, Planner
-from interp.training import RESUME_DIR
+from interp.training import RESUME_DIR, with_data_workers
 from procedural_tasks.pcfg_protocols import (
     SPEED_FIELDS,
     FinetuneConfig,
@@ -61,11 +61,12 @@ def job_pretrain(
     worker processes, which never change the batches)."""
     sp = study_preset(preset)
     steps = sp.pretrain_steps_for(prior) if steps is None else steps
-    speed = _with_workers(speed, data_workers)
     train = sp.train_config("pretrain", lr=lr, seed=seed, device=device, steps=steps, speed=speed)
     task = dataclasses.replace(sp.task, prior=parse_prior(prior))
     model = dataclasses.replace(model_preset(sp.model), seed=seed)
-    config = PretrainConfig(task=task, model=model, train=train, eval_n=sp.eval_n)
+    config = with_data_workers(
+        PretrainConfig(task=task, model=model, train=train, eval_n=sp.eval_n), data_workers
+    )
     result = run_pretrain(config, out_dir, resume=_resume(out_dir), progress=False)
     return {name: e["accuracy"] for name, e in result.history[-1]["eval"].items()}
 
@@ -86,9 +87,8 @@ def _stage_config(
     """The preset and the config of a fine-tuning or reverse stage: the preset's recipe at ``lr`` (for
     ``steps``, the preset's when None; ``speed`` and ``data_workers`` as in ``job_pretrain``), ``fields``."""
     sp = study_preset(preset)
-    speed = _with_workers(speed, data_workers)
     train = sp.train_config(stage, lr=lr, seed=seed, device=device, steps=steps, speed=speed)
-    return sp, config_class(train=train, eval_n=sp.eval_n, **fields)
+    return sp, with_data_workers(config_class(train=train, eval_n=sp.eval_n, **fields), data_workers)
 
 
 def job_finetune(*, out_dir: Path, base: str, **stage: Any) -> dict:
@@ -149,10 +149,6 @@ def plan_study(config: PCFGStudyConfig, root: Path) -> Plan:
         if config.analyse:
             analysis[seed] = _plan_analysis(planner, config, seed, pretrain, finetune)
     return Plan(planner.jobs, pretrain, finetune, reverse, analysis)
-
-
-def _with_workers(speed: dict[str, Any] | None, data_workers: int | None) -> dict[str, Any]:
-    return {**(speed or {}), **({"data_workers": data_workers} if data_workers is not None else {})}
 
 
 def _common(config: PCFGStudyConfig) -> dict[str, Any]:
