@@ -225,8 +225,9 @@ def run_jobs(
     Of the jobs ready to start, the one heading the longest chain of remaining work starts first (critical
     path: a job's ``steps`` plus the longest chain of its dependents; a job without ``steps`` counts as the
     sweep's longest), so long chains are not left to run alone at the end. Jobs with a valid ``DONE``
-    marker are not run again (status ``cached``). A failing job does not stop the sweep: its dependents are ``skipped`` and every other job still runs. Each worker sets torch to
-    ``threads_per_worker`` threads before running a job. ``gpus_per_job`` (a fraction in (0, 1]) packs
+    marker are not run again (status ``cached``). A failing job does not stop the sweep: its dependents
+    are ``skipped`` and every other job still runs. Each worker sets torch to ``threads_per_worker``
+    threads before running a job. ``gpus_per_job`` (a fraction in (0, 1]) packs
     floor(1 / gpus_per_job) jobs onto each visible GPU instead of ``workers`` CPU processes.
     ``executor="ray"`` starts a local Ray instance with ``num_cpus=workers``, or joins the cluster at
     ``ray_address`` (or ``$RAY_ADDRESS``), and asks for ``gpus_per_job`` of a GPU per job.
