@@ -21,7 +21,7 @@ from interp.lr_levels import lr_for_level
 from interp.models import preset as model_preset
 from interp.study_runs import StudySweep, SweepOptions, run_study_sweep
 from interp.sweeps import Job, Planner
-from interp.training import RESUME_DIR, with_data_workers
+from interp.training import RESUME_DIR, RESUME_NEUTRAL, with_data_workers
 from procedural_tasks.pcfg_protocols import (
     SPEED_FIELDS,
     FinetuneConfig,
@@ -157,7 +157,7 @@ def _common(config: PCFGStudyConfig) -> dict[str, Any]:
     speed = {
         name: getattr(config, name)
         for name in SPEED_FIELDS
-        if name != "data_workers" and getattr(config, name) is not None
+        if name not in RESUME_NEUTRAL and getattr(config, name) is not None
     }
     return {"preset": config.preset, "device": config.device} | ({"speed": speed} if speed else {})
 
