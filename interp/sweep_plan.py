@@ -6,9 +6,8 @@ is one job's step time (data included) measured while ``slots`` jobs share the m
 once, started as their dependencies finish, the longest chain of remaining steps first (the scheduler's own
 rule, ``interp.sweeps.critical_path``), so the projected wall time is that list schedule's length. With no
 ms_per_step given, each stage's rate measured on its finished jobs (their wall time over their steps,
-evaluation included) is used. The critical path (the longest
-chain of dependent jobs) is the floor no packing goes below. Jobs without a step count or a rate (e.g. the
-analyses) are left out, and the plan says how many.
+evaluation included) is used. The critical path (the longest chain of dependent jobs) is the floor no packing
+goes below. Jobs without a step count or a rate (e.g. the analyses) are left out, and the plan says how many.
 """
 
 import heapq
@@ -119,7 +118,7 @@ def plan_sweep(
         projected_steps=sum(j.steps for j in jobs if j.key in known),
         serial_h=sum(known.values()) / 3600,
         wall_h=_list_schedule(jobs, known, slots) / 3600,
-        critical_path_h=_critical_path(jobs, known) / 3600,
+        critical_path_h=max(critical_path(jobs, known).values(), default=0.0) / 3600,
         remaining_wall_h=_list_schedule(jobs, to_run, slots) / 3600,
     )
 
@@ -173,16 +172,3 @@ def _list_schedule(jobs: Sequence[Job], seconds: Mapping[str, float], slots: int
         now, _, key = heapq.heappop(running)
         finished.add(key)
     return now
-
-
-def _critical_path(jobs: Sequence[Job], seconds: Mapping[str, float]) -> float:
-    """The longest chain of dependent jobs, in seconds."""
-    deps = {job.key: job.deps for job in jobs}
-    ends: dict[str, float] = {}
-
-    def end(key: str) -> float:
-        if key not in ends:
-            ends[key] = seconds.get(key, 0.0) + max((end(d) for d in deps[key]), default=0.0)
-        return ends[key]
-
-    return max((end(job.key) for job in jobs), default=0.0)

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from graphlib import TopologicalSorter
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -345,22 +345,26 @@ def _schedule(jobs: list[Job], backend: Backend, *, progress: bool) -> dict[str,
     return results
 
 
-def critical_path(jobs: Sequence[Job]) -> dict[str, int]:
-    """Per job key: its ``steps`` plus the largest such total along any chain of jobs that depend on it (a job
-    without ``steps`` counts as the longest job of ``jobs``): the work that must still follow its start."""
-    longest = max((job.steps for job in jobs if job.steps is not None), default=1)
-    by_key = {job.key: job for job in jobs}
-    dependents: dict[str, list[str]] = {key: [] for key in by_key}
+def critical_path(jobs: Sequence[Job], cost: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Per job key: its cost plus the largest such total along any chain of jobs that depend on it, i.e. the
+    work that must still follow its start. ``cost`` gives each job's cost by key (0 where absent); without it
+    a job costs its ``steps``, and a job without ``steps`` the longest job's."""
+    if cost is None:
+        longest = max((job.steps for job in jobs if job.steps is not None), default=1)
+        cost = {job.key: longest if job.steps is None else job.steps for job in jobs}
+    dependents: dict[str, list[str]] = {job.key: [] for job in jobs}
     for job in jobs:
         for dep in job.deps:
-            dependents[dep].append(job.key)
-    order = TopologicalSorter({job.key: job.deps for job in jobs}).static_order()
-    total: dict[str, int] = {}
-    for key in reversed(list(order)):
-        steps = by_key[key].steps
-        total[key] = (longest if steps is None else steps) + max(
-            (total[d] for d in dependents[key]), default=0
-        )
+            dependents.setdefault(dep, []).append(job.key)
+    try:
+        order = list(TopologicalSorter({job.key: job.deps for job in jobs}).static_order())
+    except CycleError as exc:
+        raise ConfigError(
+            f"jobs {sorted(exc.args[1])} depend on each other in a cycle; break the cycle"
+        ) from None
+    total: dict[str, float] = {}
+    for key in reversed(order):
+        total[key] = cost.get(key, 0) + max((total[d] for d in dependents[key]), default=0)
     return total
 
 

@@ -231,6 +231,10 @@ def test_the_longest_chain_of_remaining_steps_starts_first(tmp_path):
     ]
     # a job without steps counts as the longest (100); "head" leads a chain of 110
     assert critical_path(jobs) == {"short": 10, "head": 110, "tail": 100, "unknown": 100}
+    assert critical_path(jobs, {"head": 1.5, "tail": 2.0})["head"] == 3.5  # given costs; absent ones are 0
+    loop = [dataclasses.replace(jobs[1], deps=("tail",)), jobs[2]]
+    with pytest.raises(ConfigError, match="cycle"):
+        critical_path(loop)
     results = run_jobs(jobs, workers=1, progress=False)
     started = sorted(results, key=lambda r: r.value)
     assert [r.key for r in started] == ["head", "tail", "unknown", "short"]
