@@ -17,6 +17,7 @@ from interp.errors import ConfigError, DataError
 from interp.evaluation import answer_logits
 from interp.models import model_device
 from interp.pruning import UnitScores
+from interp.runtime import eval_mode
 
 
 def _loss(model: torch.nn.Module, batch: Batch, fwd_hooks: list) -> float:
@@ -43,9 +44,7 @@ def ablation_scores(model: torch.nn.Module, data: Batch | EvalSet, *, max_exampl
     batch = batch.slice(0, min(len(batch), max_examples)).to(model_device(model))
     if getattr(model.cfg, "attn_only", False):
         raise ConfigError("the model has no MLP neurons (attention-only); ablation scores need them")
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         clean = float(F.cross_entropy(answer_logits(model, batch).float(), batch.answers))
         groups, parts = [], []
         for layer in range(model.cfg.n_layers):
@@ -53,6 +52,4 @@ def ablation_scores(model: torch.nn.Module, data: Batch | EvalSet, *, max_exampl
             scores = [clean - _loss(model, batch, [(name, _zero_neuron(n))]) for n in range(model.cfg.d_mlp)]
             groups.append((f"L{layer}.mlp", model.cfg.d_mlp, 1))
             parts.append(torch.tensor(scores))
-    finally:
-        model.train(was_training)
     return UnitScores("neuron", "ablation", tuple(groups), torch.cat(parts), prune_highest=True)

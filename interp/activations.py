@@ -29,6 +29,7 @@ from interp import hooks
 from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
 from interp.models import model_device
+from interp.runtime import eval_mode
 
 Position = int | str | None
 Data = Batch | EvalSet | Iterable[Batch | EvalSet]
@@ -224,14 +225,10 @@ def collect_activations(
     device = model_device(model)
     stop = stop_layer(model, names)
     collector = _Collector(position, {name: query_dim(model, name) for name in names}, total)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with model.hooks(fwd_hooks=[(name, collector.hook(name)) for name in names]):
             for batch in batches:
                 batch.check_vocab(model.cfg.d_vocab)
                 for chunk in batch.chunks(batch_size):
                     collector.run(model, chunk, device, stop)
-    finally:
-        model.train(was_training)
     return collector.result(names)

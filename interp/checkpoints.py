@@ -140,7 +140,8 @@ def load_checkpoint(
     device: str = "cpu",
     architecture: Callable[[CheckpointInfo], TransformerBridge] | None = None,
 ) -> tuple[TransformerBridge, CheckpointInfo]:
-    """Rebuild the model of a checkpoint directory and load its weights (validated, no pickle).
+    """Rebuild the model of a checkpoint directory and load its weights (validated, no pickle), in eval mode
+    (``interp.training.train`` switches it to training).
 
     The model is ``build_model(info.model_config)``, or ``architecture(info)`` for a model a ModelConfig
     cannot describe (a compiled tracr program: bidirectional attention, separate output classes), built
@@ -149,7 +150,7 @@ def load_checkpoint(
     info = read_checkpoint_info(ckpt_dir)
     model = build_model(info.model_config, device=device) if architecture is None else architecture(info)
     load_weights_into(model, load_tensors(Path(ckpt_dir) / WEIGHTS), str(Path(ckpt_dir) / WEIGHTS))
-    return model, info
+    return model.eval(), info
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:

@@ -26,6 +26,7 @@ from interp.activations import Position, check_position, collect_activations
 from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
 from interp.models import model_device
+from interp.runtime import eval_mode
 
 
 def _check_same_architecture(base: torch.nn.Module, finetuned: torch.nn.Module) -> None:
@@ -217,10 +218,7 @@ def kl_by_position(
     if len(batch) == 0:
         raise DataError("kl_by_position needs at least one sequence")
     batch.check_vocab(base.cfg.d_vocab)
-    flags = (base.training, finetuned.training)
-    base.eval()
-    finetuned.eval()
-    try:
+    with eval_mode(base, finetuned):
         sums = torch.zeros(batch.tokens.shape[1], dtype=torch.float64)
         answer_sum = 0.0
         for chunk in batch.chunks(batch_size):
@@ -230,9 +228,6 @@ def kl_by_position(
             kl = (logp.exp() * (logp - logq)).sum(-1).cpu()  # (batch, pos)
             sums += kl.sum(0)
             answer_sum += float(kl[torch.arange(len(chunk)), chunk.answer_pos.cpu()].sum())
-    finally:
-        base.train(flags[0])
-        finetuned.train(flags[1])
     per_position = sums / len(batch)
     return KLResult(
         per_position=tuple(float(v) for v in per_position),

@@ -8,6 +8,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from interp.batches import Batch, EvalSet
+from interp.runtime import eval_mode
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,8 @@ def predict(model: torch.nn.Module, batch: Batch, *, batch_size: int | None = No
 
 def evaluate(model: torch.nn.Module, eval_set: EvalSet, *, batch_size: int | None = None) -> EvalResult:
     """Exact-match accuracy of the argmax answer, with the majority and shortcut floors."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         preds, loss = predict(model, eval_set.batch, batch_size=batch_size)
-    finally:
-        model.train(was_training)
     answers = eval_set.batch.answers.cpu()
     shortcut = None
     if eval_set.shortcut_answers is not None:

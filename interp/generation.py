@@ -17,6 +17,7 @@ from torch import Tensor
 
 from interp import weights
 from interp.errors import ConfigError, DataError
+from interp.runtime import eval_mode
 
 
 class CachedDecoder:
@@ -218,11 +219,9 @@ def sample_tokens(
         raise ConfigError(f"temperature {temperature} must be >= 0 (0 = greedy)")
     if any(len(p) == 0 for p in prompts):
         raise DataError("every prompt needs at least one token (e.g. <bos>)")
-    was_training = model.training
-    model.eval()
     out: list[list[int]] = [[] for _ in prompts]
     cached = CachedDecoder.supports(model)
-    try:
+    with eval_mode(model):
         for idx in _groups(prompts, batch_size, cached):
             sampled = _sample_group(
                 model,
@@ -238,6 +237,4 @@ def sample_tokens(
                 if eos_id is not None and eos_id in row:
                     row = row[: row.index(eos_id) + 1]
                 out[i] = row
-    finally:
-        model.train(was_training)
     return out

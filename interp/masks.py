@@ -22,7 +22,7 @@ from interp.errors import ConfigError, DataError
 from interp.evaluation import answer_logits
 from interp.models import model_device
 from interp.pruning import _as_batch, _n_layers_with_mlp, prune_units
-from interp.runtime import torch_generator
+from interp.runtime import eval_mode, torch_generator
 from interp.weights import torch_layout, transposed_keys
 
 
@@ -127,9 +127,7 @@ def learn_mask(
     fwd_hooks = [(hooks.mlp_post(layer), make_hook(i)) for i, layer in enumerate(layers)]
     history = []
     n = len(batch)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with model.hooks(fwd_hooks=fwd_hooks):
             for _ in range(config.steps):
                 idx = torch.randint(0, n, (min(config.batch_size, n),), generator=gen)
@@ -146,8 +144,6 @@ def learn_mask(
                 log_alpha.grad = grad
                 optimizer.step()
                 history.append(float(task_loss.detach()))
-    finally:
-        model.train(was_training)
     if not np.isfinite(history[-1]):
         raise DataError("the mask's pretraining-task loss became non-finite; lower the mask lr")
     gates = _gate_final(log_alpha.detach(), config).cpu()

@@ -26,6 +26,7 @@ from interp.activations import check_hook_names, query_dim, select_positions
 from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
 from interp.models import model_device
+from interp.runtime import eval_mode
 
 Metric = Callable[[Tensor, Batch], Tensor]
 Positions = int | str | Tensor | None
@@ -126,19 +127,13 @@ def patched_logits(
     _check_positions(positions, batch)
     names = check_hook_names(target, hook_names)
     batch = batch.to(model_device(target))
-    flags = (source.training, target.training)
-    source.eval()
-    target.eval()
-    try:
+    with eval_mode(source, target):
         _, cache = source.run_with_cache(batch.tokens, names_filter=names)
         cache = {name: cache[name] for name in names}
         mask = positions if isinstance(positions, Tensor) else None
         return _run_patched(
             target, batch, cache, positions, None if mask is None else mask.to(batch.tokens.device)
         )
-    finally:
-        source.train(flags[0])
-        target.train(flags[1])
 
 
 @dataclass(frozen=True)
@@ -190,10 +185,7 @@ def patch_across_models(
     device = model_device(target)
     sums = {name: 0.0 for name in names}
     source_sum = target_sum = 0.0
-    flags = (source.training, target.training)
-    source.eval()
-    target.eval()
-    try:
+    with eval_mode(source, target):
         start = 0
         for chunk in batch.chunks(batch_size):
             chunk = chunk.to(device)
@@ -207,9 +199,6 @@ def patch_across_models(
             for name in names:
                 logits = _run_patched(target, chunk, {name: cache[name]}, positions, mask)
                 sums[name] += float(metric(logits, chunk).sum())
-    finally:
-        source.train(flags[0])
-        target.train(flags[1])
     n = len(batch)
     label = "all" if positions is None else ("mask" if isinstance(positions, Tensor) else str(positions))
     return PatchResult(

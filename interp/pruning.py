@@ -39,7 +39,7 @@ from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
 from interp.evaluation import answer_logits, evaluate
 from interp.models import copy_model, model_device
-from interp.runtime import torch_generator
+from interp.runtime import eval_mode, torch_generator
 from interp.weights import MATRIX_KEY, torch_layout, transposed_keys
 
 Level = Literal["neuron", "row", "weight"]
@@ -260,9 +260,7 @@ def loss_gradients(
     device = model_device(model)
     grads = [torch.zeros_like(t) for t in targets]
     total = 0.0
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for chunk in batch.chunks(batch_size):
             chunk = chunk.to(device)
             loss = F.cross_entropy(answer_logits(model, chunk).float(), chunk.answers, reduction="sum")
@@ -271,8 +269,6 @@ def loss_gradients(
                 if part is not None:
                     g += part
             total += float(loss.detach())
-    finally:
-        model.train(was_training)
     return dict(zip(keys, grads, strict=True)), total / len(batch)
 
 
@@ -339,14 +335,12 @@ def wanda_scores(
         return hook
 
     handles = [owners[k].register_forward_pre_hook(make_hook(k)) for k in keys]
-    was_training = model.training
-    model.eval()
     try:
-        device = model_device(model)
-        for chunk in batch.chunks(batch_size):
-            model(chunk.to(device).tokens)
+        with eval_mode(model):
+            device = model_device(model)
+            for chunk in batch.chunks(batch_size):
+                model(chunk.to(device).tokens)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     per_weight = {k: params[k].detach().abs() * sq_norms[k].sqrt()[None, :] for k in keys}

@@ -1,6 +1,8 @@
-"""Devices, thread counts and seeded generators: the only place global torch state is set."""
+"""Devices, thread counts, seeded generators and eval mode: the only place global torch state is set."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -53,3 +55,18 @@ def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gene
 def numpy_rng(*seed: int) -> np.random.Generator:
     """A numpy Generator from one or more ints (e.g. ``numpy_rng(seed, step)`` for per-step data)."""
     return np.random.default_rng(list(seed))
+
+
+@contextlib.contextmanager
+def eval_mode(*models: torch.nn.Module) -> Iterator[None]:
+    """The block runs with ``models`` in eval mode; those that were training are switched back after it. A
+    model already in eval mode is not touched: switching a TransformerLens bridge walks its hundreds of
+    submodules, milliseconds each time, which evaluations in a loop would pay again and again."""
+    training = [m for m in models if m.training]
+    for m in training:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in training:
+            m.train()

@@ -31,7 +31,7 @@ from interp.checkpoints import (
 from interp.config import to_dict
 from interp.errors import CheckpointError, ConfigError, TrainingError
 from interp.evaluation import answer_logits, evaluate
-from interp.runtime import set_threads
+from interp.runtime import eval_mode, set_threads
 
 S = TypeVar("S")  # a stage config with a ``train`` field
 
@@ -258,10 +258,11 @@ class _Recorder:
     def __call__(self, step: int, train_loss: float | None) -> None:
         config = self.config
         row: dict[str, Any] = {"step": step, "lr": lr_at(max(0, step - 1), config), "train_loss": train_loss}
-        row["eval"] = {
-            s.name: evaluate(self.model, s, batch_size=config.eval_batch_size).to_json()
-            for s in self.eval_sets
-        }
+        with eval_mode(self.model):
+            row["eval"] = {
+                s.name: evaluate(self.model, s, batch_size=config.eval_batch_size).to_json()
+                for s in self.eval_sets
+            }
         row["time"] = time.time()
         self.history.append(row)
         if self.out is not None:

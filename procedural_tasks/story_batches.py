@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from interp.batches import Batch
 from interp.errors import DataError
-from interp.runtime import numpy_rng
+from interp.runtime import eval_mode, numpy_rng
 from procedural_tasks.story_data import StoryDataConfig, instruct_texts
 from procedural_tasks.story_records import StoryRecord
 from procedural_tasks.story_tokenizer import StoryTokenizer
@@ -97,11 +97,9 @@ def story_batch_fn(stories: EncodedStories, batch_size: int, seed: int) -> Story
 def story_loss(model: torch.nn.Module, stories: EncodedStories, *, batch_size: int = 64) -> float:
     """Mean cross-entropy per story token (story and EOS, given the prompt) over ``stories``."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total, count = 0.0, 0
     order = sorted(range(len(stories)), key=lambda i: len(stories.rows[i]))
-    try:
+    with eval_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = story_batch(
@@ -111,8 +109,6 @@ def story_loss(model: torch.nn.Module, stories: EncodedStories, *, batch_size: i
             logits = model(tokens)[:, :-1]
             total += float(F.cross_entropy(logits[mask].float(), tokens[:, 1:][mask], reduction="sum"))
             count += int(mask.sum())
-    finally:
-        model.train(was_training)
     if count == 0:
         raise DataError("story_loss got no story tokens")
     return total / count

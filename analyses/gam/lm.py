@@ -17,7 +17,7 @@ from interp.batches import Batch
 from interp.config import from_dict
 from interp.jsonio import write_json
 from interp.models import ModelConfig, build_model, n_params
-from interp.runtime import numpy_rng, set_threads
+from interp.runtime import eval_mode, numpy_rng, set_threads
 from interp.training import TrainConfig, batch_loss, make_optimizer, train
 from procedural_tasks.story_generator import StoryGeneratorConfig, generate_stories
 from procedural_tasks.story_loaders import load_shared_sample, shared_sample_dir
@@ -69,13 +69,9 @@ def chunk_batch_fn(stream: torch.Tensor, seq_len: int, batch_size: int, seed: in
 @torch.no_grad()
 def val_loss(model: torch.nn.Module, chunks: torch.Tensor) -> float:
     """Mean next-token cross-entropy over held-out sequences."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         logits = model(chunks)[:, :-1]
         return float(F.cross_entropy(logits.flatten(0, 1).float(), chunks[:, 1:].flatten()))
-    finally:
-        model.train(was_training)
 
 
 def job_lm(

@@ -10,6 +10,7 @@ from interp.checkpoints import load_checkpoint, save_checkpoint
 from interp.config import config_hash, from_dict, from_json, to_json
 from interp.errors import CheckpointError, ConfigError
 from interp.models import PRESETS, ModelConfig, build_model, preset
+from interp.runtime import eval_mode
 from interp.training import TrainConfig
 from procedural_tasks.pcfg_tasks import PCFGTaskConfig
 from tests.conftest import tiny_model_config
@@ -92,6 +93,25 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     tokens = torch.randint(0, 64, (2, 8))
     assert torch.equal(model(tokens), loaded(tokens))
     assert not list((tmp_path / "ck").glob(".*tmp"))
+    assert not loaded.training and not any(m.training for m in loaded.modules())
+
+
+def test_eval_mode_switches_only_training_models_and_restores_them_after_an_error(monkeypatch) -> None:
+    training, frozen = build_model(tiny_model_config(seed=1)), build_model(tiny_model_config(seed=2)).eval()
+    switched: list[torch.nn.Module] = []
+    real_train = torch.nn.Module.train
+
+    def counting_train(self, mode: bool = True):
+        switched.append(self)
+        return real_train(self, mode)
+
+    monkeypatch.setattr(type(frozen), "train", counting_train)
+    with pytest.raises(RuntimeError, match="inside"), eval_mode(training, frozen):
+        assert not training.training and not frozen.training
+        raise RuntimeError("inside")
+    assert training.training and all(m.training for m in training.modules())
+    assert not frozen.training
+    assert frozen not in switched and training in switched
 
 
 def test_corrupted_and_mismatched_checkpoints_are_rejected_clearly(tmp_path) -> None:
