@@ -4,6 +4,7 @@ every measured number positive and finite, and figures that agree with each othe
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,14 @@ def benchmarks(monkeypatch):
     import bench_training
 
     return bench_training, bench_gpu_presets
+
+
+@pytest.fixture
+def profile_pcfg_jobs(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import profile_pcfg_jobs
+
+    return profile_pcfg_jobs
 
 
 def _numbers(value, where: str = ""):
@@ -114,3 +123,51 @@ def test_a_result_is_never_overwritten(benchmarks, tmp_path):
     second = bench_record.write_result("bench_x", {"machine": machine, "value": 2}, tmp_path)
     assert second.name == first.name.replace(".json", "-2.json")
     assert json.loads(first.read_text())["value"] == 1 and json.loads(second.read_text())["value"] == 2
+
+
+def test_profile_splits_every_kind_of_job_of_a_moved_study_and_leaves_it_untouched(
+    profile_pcfg_jobs, tmp_path
+):
+    from analyses.pcfg.cli import main as pcfg_main
+    from analyses.pcfg.config import PCFGStudyConfig
+    from interp.config import to_json
+
+    config = PCFGStudyConfig(
+        preset="tiny",
+        seeds=(0,),
+        priors=("low",),
+        finetune_grid=(("low", "M", 1.0),),
+        reverse_from=(("low", "M", 1.0),),
+        device="cpu",
+    )
+    (tmp_path / "study.json").write_text(to_json(config))
+    first = tmp_path / "first"
+    pcfg_main(
+        ["--config", str(tmp_path / "study.json"), "--out", str(first), "--workers", "1", "--no-progress"]
+    )
+    moved = tmp_path / "moved"
+    shutil.move(first, moved)  # the jobs' recorded paths name a directory that is gone
+    before = sorted((p, p.stat().st_mtime_ns) for p in moved.rglob("*"))
+
+    path = profile_pcfg_jobs.main([str(moved), "--out-dir", str(tmp_path / "out")])
+    record = json.loads(path.read_text())
+    _check_machine(record, path, "profile_pcfg_jobs")
+    assert sorted((p, p.stat().st_mtime_ns) for p in moved.rglob("*")) == before
+    done = [json.loads(p.read_text()) for p in moved.glob("runs/*/*/DONE")]
+    kinds = record["kinds"]
+    assert set(kinds) == {profile_pcfg_jobs._kind(r) for r in done}
+    assert sum(k["jobs"] for k in kinds.values()) == len(done) == 8
+    for name, kind in kinds.items():
+        split = kind["profiled_split_s"]
+        assert all(v >= 0 for v in split.values()), name
+        assert sum(split.values()) == pytest.approx(kind["profiled_s"], rel=1e-6), name
+    by_fn = {name.split(" ")[0]: kind["profiled_split_s"] for name, kind in kinds.items()}
+    assert by_fn["job_pretrain"]["training steps"] > 0 and by_fn["job_pretrain"]["checkpoints"] > 0
+    assert by_fn["job_finetune"]["evaluation during training"] > 0
+    assert by_fn["job_finetune"]["final and audit evaluations"] > 0
+    assert by_fn["job_probes"]["probes"] > 0 and by_fn["job_probes"]["training steps"] == 0
+    assert by_fn["job_model_analysis"]["pruning"] > 0 and by_fn["job_model_analysis"]["patching"] > 0
+    study = record["study"]
+    assert study["measured_cpu_s"] == pytest.approx(sum(r["wall_s"] for r in done))
+    assert sum(study["cpu_s"].values()) == pytest.approx(study["measured_cpu_s"])
+    assert sum(study["percent"].values()) == pytest.approx(100)
