@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import socket
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -12,6 +13,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
+from analyses.pcfg.config import PCFGStudyConfig  # noqa: E402
+from interp.config import to_json  # noqa: E402
 from interp.models import ModelConfig  # noqa: E402
 from interp.training import TrainConfig  # noqa: E402
 from procedural_tasks.pcfg_tasks import PCFGTaskConfig  # noqa: E402
@@ -37,6 +40,22 @@ def tiny_task_config(**overrides) -> PCFGTaskConfig:
 def tiny_train_config(**overrides) -> TrainConfig:
     base = TrainConfig(steps=10, batch_size=8, lr=3e-3, eval_every=5, device="cpu", threads=1)
     return dataclasses.replace(base, **overrides)
+
+
+def tiny_pcfg_study_file(directory: Path) -> str:
+    """A PCFG study of one seed and the low prior on the tiny preset (8 jobs), written to
+    ``directory/study.json``; that path, for ``--config``."""
+    config = PCFGStudyConfig(
+        preset="tiny",
+        seeds=(0,),
+        priors=("low",),
+        finetune_grid=(("low", "M", 1.0),),
+        reverse_from=(("low", "M", 1.0),),
+        device="cpu",
+    )
+    path = Path(directory) / "study.json"
+    path.write_text(to_json(config))
+    return str(path)
 
 
 @pytest.fixture

@@ -10,28 +10,14 @@ from analyses.cli import main as cli_main
 from analyses.pcfg.cli import main
 from analyses.pcfg.config import DEVIATIONS, PCFGStudyConfig
 from analyses.pcfg.jobs import plan_study
-from interp.config import to_json
 from interp.errors import ConfigError
 from interp.reports import read_report_data
-
-
-def _config(tmp_path) -> str:
-    config = PCFGStudyConfig(
-        preset="tiny",
-        seeds=(0,),
-        priors=("low",),
-        finetune_grid=(("low", "M", 1.0),),
-        reverse_from=(("low", "M", 1.0),),
-        device="cpu",
-    )
-    path = tmp_path / "study.json"
-    path.write_text(to_json(config))
-    return str(path)
+from tests.conftest import tiny_pcfg_study_file
 
 
 def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
     out = tmp_path / "study"
-    argv = ["--config", _config(tmp_path), "--out", str(out), "--workers", "2", "--no-progress"]
+    argv = ["--config", tiny_pcfg_study_file(tmp_path), "--out", str(out), "--workers", "2", "--no-progress"]
     summary = main(argv)
     statuses = {j["status"] for j in summary["jobs"]}
     assert (

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from analyses.pcfg.cli import main as pcfg_main
+from tests.conftest import tiny_pcfg_study_file
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -128,22 +131,9 @@ def test_a_result_is_never_overwritten(benchmarks, tmp_path):
 def test_profile_splits_every_kind_of_job_of_a_moved_study_and_leaves_it_untouched(
     profile_pcfg_jobs, tmp_path
 ):
-    from analyses.pcfg.cli import main as pcfg_main
-    from analyses.pcfg.config import PCFGStudyConfig
-    from interp.config import to_json
-
-    config = PCFGStudyConfig(
-        preset="tiny",
-        seeds=(0,),
-        priors=("low",),
-        finetune_grid=(("low", "M", 1.0),),
-        reverse_from=(("low", "M", 1.0),),
-        device="cpu",
-    )
-    (tmp_path / "study.json").write_text(to_json(config))
     first = tmp_path / "first"
     pcfg_main(
-        ["--config", str(tmp_path / "study.json"), "--out", str(first), "--workers", "1", "--no-progress"]
+        ["--config", tiny_pcfg_study_file(tmp_path), "--out", str(first), "--workers", "1", "--no-progress"]
     )
     moved = tmp_path / "moved"
     shutil.move(first, moved)  # the jobs' recorded paths name a directory that is gone
