@@ -1,4 +1,5 @@
-"""Devices, thread counts, seeded generators and eval mode: the only place global torch state is set."""
+"""Devices, thread counts and seeded generators (the only place global torch state is set), and the context
+that runs a block with models in eval mode."""
 
 import contextlib
 import os
