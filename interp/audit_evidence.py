@@ -87,29 +87,44 @@ def _probes(base, finetuned, reference, capability: Capability, config: ProbeCon
     }
 
 
-def _rankings(base, finetuned, capability: Capability, config: EvidenceConfig) -> list[UnitScores]:
-    """The unit rankings pruning tries: the method's own and, at neuron level, the same weighted by change."""
+def evidence_ranking(
+    finetuned: torch.nn.Module, capability: Capability, config: EvidenceConfig
+) -> UnitScores:
+    """The fine-tuned model's units ranked by the config's method on the capability's training pool: the
+    ranking the evidence prunes by, which a caller may compute first to draw its own curves with it."""
     if config.prune_method == "ablation":
-        scores = ablation_scores(finetuned, capability.train, max_examples=config.prune_examples)
-    else:
-        scores = saliency_scores(finetuned, capability.train, level=config.prune_level)
+        return ablation_scores(finetuned, capability.train, max_examples=config.prune_examples)
+    return saliency_scores(finetuned, capability.train, level=config.prune_level)
+
+
+def _rankings(
+    base, finetuned, capability: Capability, config: EvidenceConfig, scores: UnitScores | None
+) -> list[UnitScores]:
+    """The unit rankings pruning tries: the method's own and, at neuron level, the same weighted by change."""
+    if scores is None:
+        scores = evidence_ranking(finetuned, capability, config)
+    elif (scores.method, scores.level) != (config.prune_method, config.prune_level):
+        raise ConfigError(
+            f"the ranking holds {scores.method} scores of {scores.level} units; the evidence config asks for "
+            f"{config.prune_method} at level {config.prune_level}"
+        )
     if config.prune_level != "neuron":
         return [scores]
     return [scores, change_weighted(scores, neuron_change(base, finetuned))]
 
 
-def _pruning(base, finetuned, capability: Capability, config: EvidenceConfig, seed: int) -> dict:
+def _pruning(
+    base, finetuned, capability: Capability, config: EvidenceConfig, seed: int, scores: UnitScores | None
+) -> dict:
     """Pruning curves of each ranking on the selection half; the ranking whose best K > 0 does best there is
     kept and measured on the report half, beside random units."""
     select, report = capability.split_eval()
     ks = sorted(set(config.prune_ks))
 
     def curve(eval_set, scores: UnitScores):
-        return pruning_curve(
-            finetuned, capability.train, [eval_set], ks=ks, level=config.prune_level, scores=scores
-        )
+        return pruning_curve(finetuned, None, [eval_set], ks=ks, scores=scores)
 
-    rankings = {scores.method: scores for scores in _rankings(base, finetuned, capability, config)}
+    rankings = {r.method: r for r in _rankings(base, finetuned, capability, config, scores)}
     selected = {method: curve(select, scores).accuracy[select.name] for method, scores in rankings.items()}
 
     def best_selected(method: str) -> float:
@@ -142,12 +157,14 @@ def collect_evidence(
     seed: int = 0,
     name: str | None = None,
     thresholds: AuditThresholds | None = None,
+    ranking: UnitScores | None = None,
 ) -> tuple[AuditEvidence, dict[str, Any]]:
     """The evidence of one seed and the measurements behind it (relearning curves, pruned units, patching).
 
     ``reference`` is a model that never had the capability (e.g. trained on related data without it); without
     one, a re-initialised copy of the fine-tuned model stands in, and the evidence says so. ``thresholds``
-    (the audit's) decide ``skip_if_intact``.
+    (the audit's) decide ``skip_if_intact``. ``ranking``: ``evidence_ranking(finetuned, capability,
+    config)`` when the caller has computed it already (it is not scored twice).
     """
     config = config or EvidenceConfig()
     thresholds = thresholds or AuditThresholds()
@@ -175,7 +192,7 @@ def collect_evidence(
         return AuditEvidence(**fields), details
     if capability.probe_label is not None and config.probe is not None:
         fields |= _probes(base, finetuned, reference, capability, config.probe)
-    pruning = _pruning(base, finetuned, capability, config, seed)
+    pruning = _pruning(base, finetuned, capability, config, seed, ranking)
     details["pruned_units"] = pruning.pop("_units")
     details["pruning_curves"] = pruning.pop("_curves")
     fields |= pruning

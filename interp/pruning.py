@@ -430,7 +430,7 @@ class PruneCurve:
 
 def pruning_curve(
     model: torch.nn.Module,
-    score_data: Batch | EvalSet,
+    score_data: Batch | EvalSet | None,
     eval_sets: Sequence[EvalSet],
     *,
     ks: Iterable[int] = range(0, 16),
@@ -438,13 +438,17 @@ def pruning_curve(
     scores: UnitScores | None = None,
     batch_size: int = 256,
 ) -> PruneCurve:
-    """Evaluate copies of ``model`` with the top-K units (one ranking, scored once) removed, per K."""
+    """Evaluate copies of ``model`` with the top-K units (one ranking, scored once on ``score_data``, or
+    ``scores`` when given) removed, per K."""
     ks = tuple(sorted(set(ks)))
     if not ks or ks[0] < 0:
         raise ConfigError(f"ks must be non-negative integers, got {ks}")
     if not eval_sets:
         raise DataError("pruning_curve needs at least one evaluation set")
-    scores = scores or saliency_scores(model, score_data, level=level, batch_size=batch_size)
+    if scores is None:
+        if score_data is None:
+            raise ConfigError("pruning_curve needs score_data to score units, or scores")
+        scores = saliency_scores(model, score_data, level=level, batch_size=batch_size)
     units = scores.top(ks[-1])
     idx = scores.order(ks[-1])
     pruned = copy_model(model)

@@ -62,8 +62,9 @@ class PCFGPreset:
         steps: int | None = None,
         speed: Mapping[str, Any] | None = None,
     ) -> TrainConfig:
-        """The recipe of one stage at this preset's sizes: 8 evaluations (4 for pretraining; log-spaced
-        for reverse fine-tuning, to resolve fast revival) and resumable checkpoints. ``speed`` overrides the
+        """The recipe of one stage at this preset's sizes: 4 evaluations in pretraining, 8 log-spaced in
+        fine-tuning (doubling from step 2, to resolve the fast collapse) and 14 in reverse fine-tuning (to resolve
+        fast revival), each also at step 0, and resumable checkpoints. ``speed`` overrides the
         preset's precision, compile and data_workers (``SPEED_FIELDS``); none of them changes what is learned
         beyond bf16 rounding."""
         stage_steps = {
@@ -74,11 +75,12 @@ class PCFGPreset:
         if stage not in stage_steps:
             raise ConfigError(f"unknown stage '{stage}'; use one of {', '.join(stage_steps)}")
         n = stage_steps[stage] if steps is None else steps
-        schedule = (
-            {"eval_steps": log_spaced_steps(n, 14)}
-            if stage == "reverse" and n > 0
-            else {"eval_every": max(1, n // (4 if stage == "pretrain" else 8))}
-        )
+        if stage == "reverse" and n > 0:
+            schedule: dict[str, Any] = {"eval_steps": log_spaced_steps(n, 14)}
+        elif stage == "finetune" and n > 1:
+            schedule = {"eval_steps": log_spaced_steps(n, 8, first=2)}
+        else:
+            schedule = {"eval_every": max(1, n // 4)}
         return TrainConfig(
             steps=n,
             batch_size=self.batch_size,

@@ -19,14 +19,14 @@ import torch
 from analyses.pcfg.config import setting_name
 from interp import hooks
 from interp.audit import AuditEvidence, AuditThresholds, audit
-from interp.audit_evidence import EvidenceConfig, collect_evidence
+from interp.audit_evidence import EvidenceConfig, collect_evidence, evidence_ranking
 from interp.config import from_dict
 from interp.diffing import attention_diff, key_mask, weight_diff
 from interp.jsonio import write_json
 from interp.models import build_model
 from interp.patching import patch_across_models
 from interp.probing import ProbeConfig, probe_layers
-from interp.pruning import pruning_curve, random_scores
+from interp.pruning import UnitScores, pruning_curve, random_scores
 from interp.stats import aggregate
 from procedural_tasks.pcfg_capability import counting_capability
 from procedural_tasks.pcfg_protocols import counting_eval_sets, load_pcfg_model, study_preset
@@ -122,21 +122,13 @@ def _probes(models: dict, task, n_probe: int, seed: int, n_layers: int) -> dict:
     }
 
 
-def _pruning(model, task, eval_sets: dict, eval_n: int, prune_ks, seed: int) -> dict:
-    """Fig. 7: score on count-a data, measure O_PT at C_Te=0 and O_FT at C_Te=1, beside random units."""
+def _pruning(model, eval_sets: dict, ranking: UnitScores, prune_ks, seed: int) -> dict:
+    """Fig. 7: prune by ``ranking`` (saliency on count-a data), measure O_PT at C_Te=0 and O_FT at C_Te=1,
+    beside random units."""
     prune_sets = [eval_sets[n] for n in ("count_a@cte0", "count_b@cte1")]
-    score_batch = task.batch(
-        SampleSpec(family="count", operand="a"), min(1024, 4 * eval_n), seed=40_000 + seed, step=0
-    )
-    curve = pruning_curve(model, score_batch, prune_sets, ks=prune_ks, level="neuron")
-    baseline = pruning_curve(
-        model,
-        score_batch,
-        prune_sets[:1],
-        ks=prune_ks,
-        level="neuron",
-        scores=random_scores(model, level="neuron", seed=seed),
-    )
+    curve = pruning_curve(model, None, prune_sets, ks=prune_ks, scores=ranking)
+    random_units = random_scores(model, level=ranking.level, seed=seed)
+    baseline = pruning_curve(model, None, prune_sets[:1], ks=prune_ks, scores=random_units)
     return {"saliency": curve.to_json(), "random_units": baseline.to_json()}
 
 
@@ -165,14 +157,13 @@ def _localisation(base, ft, task, pt_a0, n_layers: int) -> dict:
     }
 
 
-def _evidence(base, finetuned, control, task, n_eval: int, seed: int, name: str) -> dict:
+def _evidence(base, finetuned, control, capability, ranking: UnitScores, seed: int, name: str) -> dict:
     """The audit's evidence for one fine-tuned model, measured by ``interp.audit_evidence`` on the counting-a
     capability with the Scr.+FT base (pretrained never counting a) as the never-had-it reference. The probe
     evidence comes from the probes job (``seed_analysis``), revival from the study's reverse fine-tuning when
     the seeds are aggregated."""
-    capability = counting_capability(task, n_eval=n_eval, n_train=n_eval, seed=50_000 + seed)
     evidence, details = collect_evidence(
-        base, finetuned, capability, reference=control, config=EVIDENCE, seed=seed, name=name
+        base, finetuned, capability, reference=control, config=EVIDENCE, seed=seed, name=name, ranking=ranking
     )
     return {"evidence": evidence.to_json(), "details": details}
 
@@ -222,12 +213,15 @@ def job_model_analysis(
     reference, _, _ = load_pcfg_model(control, device=device)
     n_layers = info.model_config.n_layers
     eval_sets = {s.name: s for s in counting_eval_sets(task, sp.eval_n, q=q, seed=30_000 + seed)}
+    n = sp.final_eval_n
+    capability = counting_capability(task, n_eval=n, n_train=n, seed=50_000 + seed)
+    ranking = evidence_ranking(model, capability, EVIDENCE)  # one ranking for Fig. 7 and the audit
     result = {
         "name": name,
         "prior": prior,
-        "pruning": _pruning(model, task, eval_sets, sp.eval_n, prune_ks, seed),
+        "pruning": _pruning(model, eval_sets, ranking, prune_ks, seed),
         "localisation": _localisation(base, model, task, eval_sets["count_a@cte0"], n_layers),
-        "evidence": _evidence(base, model, reference, task, sp.final_eval_n, seed, name),
+        "evidence": _evidence(base, model, reference, capability, ranking, seed, name),
     }
     write_json(out_dir / "model_analysis.json", result)
     return {"prune_ranking": result["evidence"]["evidence"]["prune_ranking"]}

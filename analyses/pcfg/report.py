@@ -39,9 +39,13 @@ def _fmt(agg: dict | None, scale: float = 100.0) -> str:
     return text
 
 
-def _series(curves: dict, eval_name: str, name: str) -> dict | None:
+def _series(curves: dict, eval_name: str, name: str, *, log_x: bool = False) -> dict | None:
+    """One figure series of a curve; on a log axis step 0 is drawn at 1."""
     c = curves.get(eval_name)
-    return {"name": name, "x": c["steps"], "ys": c["per_seed"]} if c else None
+    if not c:
+        return None
+    x = [max(1, s) for s in c["steps"]] if log_x else c["steps"]
+    return {"name": name, "x": x, "ys": c["per_seed"]}
 
 
 def _curves(
@@ -57,9 +61,10 @@ def _finetune_curves(
     title: str, rows: list[dict], eval_name: str, caption: str, *, floor: float | None = None
 ) -> Section:
     """Figs. 5-6: one fine-tuning curve of ``eval_name`` per setting."""
-    series = [s for s in (_series(r["curves"], eval_name, r["name"]) for r in rows) if s]
+    series = [s for s in (_series(r["curves"], eval_name, r["name"], log_x=True) for r in rows) if s]
     lines = {"shortcut floor (count a + q)": floor} if floor is not None else None
-    return _curves(title, series, "fine-tuning step", caption, reference_lines=lines)
+    x_title = "fine-tuning step (log; step 0 drawn at 1)"
+    return _curves(title, series, x_title, caption, reference_lines=lines, log_x=True)
 
 
 def _lr_label(level: str, lr: float, pretrain_lr: float, labelling: str) -> str:
@@ -116,10 +121,7 @@ def _table5(results: dict) -> Table:
 def _revival_sections(results: dict) -> list[Section]:
     """Fig. 9's curves and the speed-up table (either left out when there is nothing to show)."""
     rev = results["revival"]
-    series = [
-        {"name": name, "x": [max(1, s) for s in c["steps"]], "ys": c["per_seed"]}
-        for name, c in rev["curves"].items()
-    ]
+    series = [_series(rev["curves"], name, name, log_x=True) for name in rev["curves"]]
     caption = (
         "Fine-tuned models trained back on counting a, beside the controls trained with the identical recipe: "
         "Scr.+FT (pretrained never asked to count a; a longer horizon, so speed-ups against it are measured) "

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 import torch
 
-from interp.audit_evidence import EvidenceConfig, collect_evidence
+from interp.audit_evidence import EvidenceConfig, collect_evidence, evidence_ranking
 from interp.batches import EvalSet
 from interp.capability import Capability
 from interp.errors import ConfigError
@@ -58,3 +58,15 @@ def test_an_intact_pair_skips_the_internal_tests_only_when_asked():
     assert skipped.prune_ks is None and "intact" in details["skipped"]
     full, details = collect_evidence(base, copy_model(base), cap, config=config)
     assert full.prune_ks == (0, 1) and full.prune_ranking in details["pruning_curves"]
+
+
+def test_a_ranking_computed_first_gives_the_same_evidence_and_must_be_the_configs_kind():
+    base, finetuned, batch = pretrained_and_planted()
+    cap = Capability(name="c", eval_set=EvalSet("e", batch.slice(0, 80)), train=batch.slice(80, 160))
+    config = EvidenceConfig(probe=None, relearn=None, patch=False, prune_ks=(0, 1, 2))
+    ranking = evidence_ranking(finetuned, cap, config)
+    alone, alone_details = collect_evidence(base, finetuned, cap, config=config)
+    given, given_details = collect_evidence(base, finetuned, cap, config=config, ranking=ranking)
+    assert given == alone and given_details["pruned_units"] == alone_details["pruned_units"]
+    with pytest.raises(ConfigError, match="asks for"):
+        collect_evidence(base, finetuned, cap, config=config, ranking=random_scores(finetuned, seed=0))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from interp.errors import ConfigError, DataError
 from procedural_tasks.pcfg import RULES, TERMINALS, WINDOW_BLOCK, Windows, sample_strings, to_text
+from procedural_tasks.pcfg_protocols import study_preset
 from procedural_tasks.pcfg_tasks import (
     PCFGTask,
     PCFGTaskConfig,
@@ -228,3 +229,15 @@ def test_evaluation_sets_are_built_once_per_process_and_equal_a_fresh_build():
     assert torch.equal(fresh.batch.tokens, first.batch.tokens)
     assert torch.equal(fresh.shortcut_answers, first.shortcut_answers)
     assert not PCFGTask(config).acceptance(spec).flags.writeable  # shared, so read-only
+
+
+def test_stage_recipes_evaluate_fine_tuning_at_doubling_steps_and_revival_log_spaced():
+    sp = study_preset("cpu")
+    finetune = sp.train_config("finetune", lr=1e-4)
+    assert finetune.eval_steps == (2, 4, 8, 16, 32, 63, 125, 250)
+    evaluated = [s for s in range(sp.finetune_steps + 1) if finetune.is_eval_step(s)]
+    assert evaluated == [0, *finetune.eval_steps]
+    reverse = sp.train_config("reverse", lr=1e-4)
+    assert reverse.eval_steps[0] == 1 and reverse.eval_steps[-1] == sp.reverse_steps
+    pretrain = sp.train_config("pretrain", lr=1e-3)
+    assert pretrain.eval_steps is None and pretrain.eval_every == sp.pretrain_steps // 4

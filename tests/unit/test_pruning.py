@@ -198,6 +198,10 @@ def test_pruning_curve_reports_each_k_and_leaves_the_model(planted):
     assert curve.best("pt", k_max=3)[0] == 1
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert curve.to_json()["units"][0] == PLANTED
+    given = pruning_curve(model, None, [eval_set], ks=range(0, 4), scores=saliency_scores(model, batch))
+    assert given == curve
+    with pytest.raises(ConfigError, match="score_data"):
+        pruning_curve(model, None, [eval_set], ks=range(0, 4))
 
 
 def test_baselines(planted):
