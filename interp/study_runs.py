@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from interp.arguments import sweep_flags
 from interp.errors import ConfigError
-from interp.jsonio import write_json
+from interp.jsonio import read_json, write_json
 from interp.run_dirs import claim_output
 from interp.sweep_plan import plan_sweep
 from interp.sweep_workers import check_gpu_fraction, describe_groups, visible_gpus, worker_groups
@@ -25,6 +25,7 @@ from interp.training import RESUME_NEUTRAL
 
 SWEEP_FILE = "sweep.json"  # the placement of the latest run (not part of the results' identity)
 PLAN_FILE = "plan.json"
+RESULTS = "results.json"  # what a finished run returns when its command is repeated
 
 P = TypeVar("P")
 
@@ -124,8 +125,9 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
     """Run (or finish) ``sweep`` in ``out`` (``SweepOptions()`` when ``options`` is None); returns its results.
 
     ``out`` is claimed (``interp.run_dirs``): another run's directory is refused unless ``options.overwrite``,
-    and a finished run of this config is reused without rewriting its files (a data worker count is not part
-    of a run's identity). Failed jobs raise a ``ConfigError`` once everything else was run and written (unless
+    and a finished run of this config returns its recorded results without running or writing anything (a
+    data worker count is not part of a run's identity; a finished run moved elsewhere, whose job directories
+    are keyed by their old paths, is still finished). Failed jobs raise a ``ConfigError`` once everything else was run and written (unless
     ``sweep.keep_failures``).
 
     With ``options.plan`` nothing runs: the plan is printed, written to ``plan.json`` (beside the job
@@ -136,6 +138,8 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
     with claim_output(
         out, fingerprint, overwrite=options.overwrite, resume=options.resume, continues=True
     ) as claim:
+        if claim.done and (out / RESULTS).is_file() and not options.plan:
+            return read_json(out / RESULTS)
         if not claim.done:
             write_json(out / sweep.config_file, sweep.config)
         plan = sweep.plan()
@@ -159,7 +163,7 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
             )
             summary = sweep.summarise(plan, results, time.time() - t0)
             if not claim.done:
-                write_json(out / "results.json", summary)
+                write_json(out / RESULTS, summary)
                 sweep.report(summary, out / "report.html")
             if sweep.keep_failures:
                 claim.finished = all(r.ok for r in results)

@@ -345,6 +345,16 @@ def _sizes(results: dict) -> str:
     )
 
 
+def _speed(results: dict) -> str:
+    ms = results.get("pretrain_ms_per_step")
+    if ms is None:
+        return ""
+    return (
+        f", and pretraining ran at {ms:.0f} ms per step, evaluations included (this machine's speed: the "
+        "README's timing table gives the same figure for its runs)"
+    )
+
+
 def _intro(results: dict, findings: list[dict]) -> str:
     cfg = results["config"]
     items = "".join(
@@ -356,7 +366,7 @@ def _intro(results: dict, findings: list[dict]) -> str:
         f"<p>PCFG study, preset <b>{html.escape(cfg['preset'])}</b>, seeds {cfg['seeds']}, LR labelling "
         f"{html.escape(cfg['lr_labelling'])} (eta_PT = {cfg['pretrain_lr']:g}). This invocation "
         f"took {results['wall_seconds'] / 60:.1f} min; its jobs' run times (cached ones included) sum to "
-        f"{results['job_wall_seconds'] / 60:.0f} CPU-min. Every number is a mean over seeds with a "
+        f"{results['job_wall_seconds'] / 60:.0f} CPU-min{_speed(results)}. Every number is a mean over seeds with a "
         "Student-t 95% CI; bands show the min-max over seeds.</p>"
         f"<p>Preset sizes{_sizes(results)}. Every difference from the paper is in the table 'Deviations from "
         f"the study' below.</p><ul>{items}</ul>"

@@ -189,12 +189,20 @@ def _study(tmp_path: Path, name: str, priors: tuple[str, ...]) -> str:
 
 
 def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) -> None:
-    out = tmp_path / "study"
-    argv = ["reproduce", "pcfg", "--config", _study(tmp_path, "a.json", ("low",)), "--out", str(out)]
-    argv += ["--workers", "1", "--no-progress"]
+    out, moved = tmp_path / "study", tmp_path / "moved"
+    config = _study(tmp_path, "a.json", ("low",))
+
+    def command(where: Path) -> list[str]:
+        flags = ["--workers", "1", "--no-progress"]
+        return ["reproduce", "pcfg", "--config", config, "--out", str(where), *flags]
+
+    argv = command(out)
     assert main(argv) == 0
     before = _hashes(out)
     assert main(argv) == 0 and _hashes(out) == before
+    out.rename(moved)  # its downstream jobs' directories are keyed by the old paths: none is redone
+    assert main(command(moved)) == 0 and _hashes(moved) == before
+    moved.rename(out)
     other = _study(tmp_path, "b.json", ("low", "medium"))
     code, _, err = _run([*argv[:3], other, *argv[4:]], capsys)
     assert code == 2 and "holds a run with other settings (differs in: config.priors)" in err

@@ -12,6 +12,7 @@ from analyses.pcfg.config import DEVIATIONS, PCFGStudyConfig
 from analyses.pcfg.jobs import plan_study
 from interp.errors import ConfigError
 from interp.reports import read_report_data
+from procedural_tasks.pcfg_protocols import study_preset
 from tests.conftest import tiny_pcfg_study_file
 
 
@@ -38,11 +39,17 @@ def test_tiny_study_runs_reports_and_resumes(tmp_path) -> None:
     )
     assert set(results["revival"]["curves"]) == {"FT(low, eta_M, C_Tr=1)", "Scr.+FT", "Scr."}
     assert read_report_data(out / "report.html")["data"]["config"]["preset"] == "tiny"
+    pretrain_s = sum(j["wall_s"] for j in results["jobs"] if j["key"].startswith("pretrain/"))
+    steps = 2 * study_preset("tiny").pretrain_steps  # the low prior's and the Scr.+FT control's
+    assert results["pretrain_ms_per_step"] == pytest.approx(1000 * pretrain_s / steps)
+    assert "ms per step, evaluations included" in (out / "report.html").read_text()
+    # a repeated command, or another data worker count (the same run), returns the recorded results
+    assert main(argv) == results and main([*argv, "--data-workers", "1"]) == results
+    # an unfinished run continues: its finished jobs are reused, not refused or redone
+    marker = out / "ftmech_run.json"
+    marker.write_text(marker.read_text().replace('"done"', '"running"'))
     again = main(argv)
     assert {j["status"] for j in again["jobs"]} == {"cached"}
-    # another data worker count is the same run: its finished jobs are reused, not refused or redone
-    workers = main([*argv, "--data-workers", "1"])
-    assert {j["status"] for j in workers["jobs"]} == {"cached"}
     (out / "report.html").unlink()
     assert cli_main(["report", str(out)]) == 0 and (out / "report.html").is_file()
 
