@@ -366,8 +366,8 @@ def _intro(results: dict, findings: list[dict]) -> str:
         f"<p>PCFG study, preset <b>{html.escape(cfg['preset'])}</b>, seeds {cfg['seeds']}, LR labelling "
         f"{html.escape(cfg['lr_labelling'])} (eta_PT = {cfg['pretrain_lr']:g}). This invocation "
         f"took {results['wall_seconds'] / 60:.1f} min; its jobs' run times (cached ones included) sum to "
-        f"{results['job_wall_seconds'] / 60:.0f} CPU-min{_speed(results)}. Every number is a mean over seeds with a "
-        "Student-t 95% CI; bands show the min-max over seeds.</p>"
+        f"{results['job_wall_seconds'] / 60:.0f} CPU-min{_speed(results)}. Every number is a mean over seeds "
+        "with a Student-t 95% CI; bands show the min-max over seeds.</p>"
         f"<p>Preset sizes{_sizes(results)}. Every difference from the paper is in the table 'Deviations from "
         f"the study' below.</p><ul>{items}</ul>"
     )
