@@ -202,19 +202,16 @@ def collect_results(config, plan, job_results: list[JobResult], *, wall_seconds:
         results["analysis"] = aggregate_analysis(loaded, results["revival"])
     results["findings"] = findings(results)
     results["job_wall_seconds"] = float(np.nansum([r.wall_s or np.nan for r in job_results]))
-    results["pretrain_ms_per_step"] = _pretrain_ms_per_step(config, plan, job_results)
+    results["pretrain_ms_per_step"] = _pretrain_ms_per_step(plan, job_results)
     return results
 
 
-def _pretrain_ms_per_step(config, plan, job_results: list[JobResult]) -> float | None:
+def _pretrain_ms_per_step(plan, job_results: list[JobResult]) -> float | None:
     """The pretraining jobs' run time per training step (their evaluations included): this machine's speed, by
     which wall times of runs on different machines, or in different hours, compare."""
-    steps_by_dir = {
-        str(Path(d).resolve()): study_preset(config.preset).pretrain_steps_for(prior)
-        for (_, prior), d in plan.pretrain.items()
-    }
-    timed = [(r.wall_s, steps_by_dir.get(str(Path(r.out_dir).resolve()))) for r in job_results if r.wall_s]
-    timed = [(wall, steps) for wall, steps in timed if steps]
+    pretrain = {str(d) for d in plan.pretrain.values()}
+    steps = {j.key: j.steps for j in plan.jobs if str(j.out_dir) in pretrain}
+    timed = [(r.wall_s, steps[r.key]) for r in job_results if r.key in steps and r.wall_s]
     if not timed:
         return None
-    return 1000 * sum(wall for wall, _ in timed) / sum(steps for _, steps in timed)
+    return 1000 * sum(wall for wall, _ in timed) / sum(n for _, n in timed)
