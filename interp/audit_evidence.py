@@ -98,23 +98,23 @@ def evidence_ranking(
 
 
 def _rankings(
-    base, finetuned, capability: Capability, config: EvidenceConfig, scores: UnitScores | None
+    base, finetuned, capability: Capability, config: EvidenceConfig, ranking: UnitScores | None
 ) -> list[UnitScores]:
     """The unit rankings pruning tries: the method's own and, at neuron level, the same weighted by change."""
-    if scores is None:
-        scores = evidence_ranking(finetuned, capability, config)
-    elif (scores.method, scores.level) != (config.prune_method, config.prune_level):
+    if ranking is None:
+        ranking = evidence_ranking(finetuned, capability, config)
+    elif (ranking.method, ranking.level) != (config.prune_method, config.prune_level):
         raise ConfigError(
-            f"the ranking holds {scores.method} scores of {scores.level} units; the evidence config asks for "
+            f"the ranking holds {ranking.method} scores of {ranking.level} units; the evidence config asks for "
             f"{config.prune_method} at level {config.prune_level}"
         )
     if config.prune_level != "neuron":
-        return [scores]
-    return [scores, change_weighted(scores, neuron_change(base, finetuned))]
+        return [ranking]
+    return [ranking, change_weighted(ranking, neuron_change(base, finetuned))]
 
 
 def _pruning(
-    base, finetuned, capability: Capability, config: EvidenceConfig, seed: int, scores: UnitScores | None
+    base, finetuned, capability: Capability, config: EvidenceConfig, seed: int, ranking: UnitScores | None
 ) -> dict:
     """Pruning curves of each ranking on the selection half; the ranking whose best K > 0 does best there is
     kept and measured on the report half, beside random units."""
@@ -124,7 +124,7 @@ def _pruning(
     def curve(eval_set, scores: UnitScores):
         return pruning_curve(finetuned, None, [eval_set], ks=ks, scores=scores)
 
-    rankings = {r.method: r for r in _rankings(base, finetuned, capability, config, scores)}
+    rankings = {r.method: r for r in _rankings(base, finetuned, capability, config, ranking)}
     selected = {method: curve(select, scores).accuracy[select.name] for method, scores in rankings.items()}
 
     def best_selected(method: str) -> float:
