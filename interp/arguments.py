@@ -74,6 +74,13 @@ def fraction(text: str) -> float:
     return value
 
 
+def output_dir(text: str) -> str:
+    """A directory to write (``--out``): an empty name would write into the working directory unguarded."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, got an empty string")
+    return text
+
+
 def existing_dir(text: str) -> str:
     """A directory that exists (a checkpoint or a run to read)."""
     if not Path(text).is_dir():
@@ -123,7 +130,9 @@ def output_flags(
     The ``ftmech`` dispatcher claims ``--out`` around the command (``claim_output=True``) unless the command's
     runner claims it itself (``runner_claims``: the studies, whose runners are also called directly).
     """
-    p.add_argument("--out", required=required and default is None, default=default, help=help)
+    p.add_argument(
+        "--out", type=output_dir, required=required and default is None, default=default, help=help
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",

@@ -129,9 +129,7 @@ def _check(out: Path, fingerprint: Any, *, resume: bool, continues: bool) -> boo
         return False
     marker = _read_marker(out)
     again = "pass --overwrite to replace it (removed once the new run is complete) or choose another --out"
-    if marker is None:
-        if resume:
-            return False
+    if marker is None:  # --resume too: it continues only a run that ftmech recorded here
         names = ", ".join(p.name for p in entries[:4]) + (", ..." if len(entries) > 4 else "")
         raise ConfigError(f"{out} already holds files of another run ({names}); {again}")
     if marker.get("fingerprint") != fingerprint:
@@ -166,7 +164,10 @@ def claim_output(
     created = not out.exists()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a directory; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create --out {out}: {exc.strerror or exc}; choose another --out") from None
     lock = acquire_lock(out)
     aside: Path | None = None
     try:

@@ -18,6 +18,7 @@ from interp.arguments import sweep_flags
 from interp.errors import ConfigError
 from interp.jsonio import read_json, write_json
 from interp.run_dirs import claim_output
+from interp.runtime import resolve_device
 from interp.sweep_plan import plan_sweep
 from interp.sweep_workers import check_gpu_fraction, describe_groups, visible_gpus, worker_groups
 from interp.sweeps import EXECUTORS, Job, JobResult, raise_failures, run_jobs
@@ -102,7 +103,7 @@ class StudySweep(Generic[P]):
     """
 
     study: str  # the study's name in the directory's fingerprint
-    config: Any  # JSON-native: the fingerprint's config, written to ``config_file``
+    config: dict[str, Any]  # JSON-native: the fingerprint's config, written to ``config_file``
     plan: Callable[[], P]
     jobs: Callable[[P], Sequence[Job]]
     summarise: Callable[[P, list[JobResult], float], dict[str, Any]]
@@ -121,6 +122,16 @@ def _identity(config: Any) -> Any:
     return config
 
 
+def _check_device(device: str | None, executor: str) -> None:
+    """An unknown device, or CUDA where none is visible, is refused before any job runs (a Ray cluster's
+    GPUs are on its workers, so there only the name is checked)."""
+    if device is None:
+        return
+    if executor == "ray" and device.startswith("cuda"):
+        return
+    resolve_device(device)
+
+
 def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | None = None) -> dict[str, Any]:
     """Run (or finish) ``sweep`` in ``out`` (``SweepOptions()`` when ``options`` is None); returns its results.
 
@@ -134,6 +145,7 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
     directories that planning makes, which a later run reuses) and the process exits with code 0, as ``--help``.
     """
     options = options or SweepOptions()
+    _check_device(sweep.config.get("device"), options.executor)
     fingerprint = {"study": sweep.study, "config": _identity(sweep.config)}
     with claim_output(
         out, fingerprint, overwrite=options.overwrite, resume=options.resume, continues=True
@@ -164,11 +176,12 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
             summary = sweep.summarise(plan, results, time.time() - t0)
             if not claim.done:
                 write_json(out / RESULTS, summary)
-                sweep.report(summary, out / "report.html")
             if sweep.keep_failures:
                 claim.finished = all(r.ok for r in results)
             else:
-                raise_failures(results)
+                raise_failures(results)  # before the report, which may have nothing to draw
+            if not claim.done:
+                sweep.report(summary, out / "report.html")
     if options.plan:
         print(planned.to_text())
         sys.exit(0)

@@ -303,6 +303,15 @@ class SampleSpec:
         False  # uncorrelated samples never meet r(x, O_FT) - r(x, O_PT) = q by chance (strict C_Te = 0)
     )
 
+    def __post_init__(self) -> None:
+        for name in ("operand", "operand_pt", "operand_ft", "answer_operand"):
+            value = getattr(self, name)
+            if value is not None and value not in TERMINALS + BIGRAMS:
+                raise ConfigError(
+                    f"unknown {name.replace('_', ' ')} {value!r}; use a terminal ({', '.join(TERMINALS)}) or a "
+                    "pair of them (bigram families)"
+                )
+
 
 def _coincides(config: PCFGTaskConfig, spec: SampleSpec, family: str, text: np.ndarray, region: int) -> bool:
     """Does an uncorrelated window satisfy the planted relation r(x, O_FT) - r(x, O_PT) = q by chance?"""

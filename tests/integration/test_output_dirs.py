@@ -119,6 +119,20 @@ def test_files_of_an_unknown_run_and_an_unfinished_run_are_refused(tmp_path, cap
         assert claim.done
 
 
+def test_resume_never_writes_into_files_of_another_run(tmp_path, capsys) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.json").write_text('{"study": "pcfg", "mine": 1}')
+    for command in (
+        ["pretrain", *TRAIN, "--steps", "2"],
+        ["reproduce", "pcfg", "--preset", "tiny", "--seeds", "1"],
+    ):
+        code, _, err = _run([*command, "--out", str(out), "--resume"], capsys)
+        assert code == 2 and "already holds files of another run (results.json)" in err
+        assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+        assert json.loads((out / "results.json").read_text()) == {"study": "pcfg", "mine": 1}
+
+
 def test_a_failed_fresh_run_leaves_no_directory(tmp_path, capsys) -> None:
     out = tmp_path / "new"
     code, _, err = _run(["pretrain", "--preset", "gpu", "--out", str(out)], capsys)
@@ -219,11 +233,22 @@ def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) 
         (["evaluate", "PT", "--c-te", "3"], "argument --c-te: must be a fraction in [0, 1], got '3'"),
         (["data", "pcfg", "--n", "-3"], "argument --n: must be an integer >= 1, got '-3'"),
         (["pretrain", "--prior", "0.5,0.5", "--out", "OUT"], "prior (0.5, 0.5) has 2 values, not three"),
+        (["data", "pcfg", "--operand", "z", "--n", "1"], "unknown operand 'z'; use a terminal (a, b, c)"),
+        (["evaluate", "PT", "--operand", "A"], "unknown operand 'A'"),
+        (["pretrain", *TRAIN, "--out", ""], "argument --out: must name a directory, got an empty string"),
+        (["pretrain", *TRAIN, "--out", "PT/model.safetensors/sub"], "cannot create --out"),
+        (
+            ["reproduce", "pcfg", "--preset", "tiny", "--device", "tpu", "--out", "OUT"],
+            "unknown device 'tpu'",
+        ),
     ],
 )
 def test_issue_16_input_defects_are_one_line(args, message, runs, tmp_path, capsys) -> None:
     pt = runs["pretrain"][-1]
-    argv = [pt if a == "PT" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    argv = [
+        a.replace("PT", pt) if a.startswith("PT") else str(tmp_path / "out") if a == "OUT" else a
+        for a in args
+    ]
     code, out, err = _run(argv, capsys)
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith("ftmech: error:") and message in err and len(err.strip().splitlines()) == 1
