@@ -10,6 +10,7 @@ with code 2; anything else is a bug and keeps its traceback.
 """
 
 import argparse
+import hashlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -52,7 +53,13 @@ def cmd_report(args: argparse.Namespace) -> None:
             f"{path} records no known study ({', '.join(STUDIES)}); it predates schema 1 or was not written "
             "by ftmech reproduce: rerun the study to rewrite it"
         )
-    report = _study_module(study, "report").write_study_report(results, out / "report.html")
+    try:
+        report = _study_module(study, "report").write_study_report(results, out / "report.html")
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise ConfigError(
+            f"{path} is incomplete or not a {study} result ({type(exc).__name__}: {exc}); rerun the study to "
+            "rewrite it"
+        ) from None
     print_json({"report": str(report)})
 
 
@@ -85,6 +92,10 @@ def run_command(args: argparse.Namespace) -> int:
     if not (getattr(args, "claim_output", False) and args.out):
         return int(args.handler(args) or 0)
     settings = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}
+    if isinstance(settings.get("config"), str) and Path(settings["config"]).is_file():
+        # a config file's contents are the settings, so an edited file is another run
+        digest = hashlib.sha256(Path(settings["config"]).read_bytes()).hexdigest()
+        settings["config"] = {"path": settings["config"], "sha256": digest}
     resume = getattr(args, "resume", False)
     with claim_output(args.out, settings, overwrite=args.overwrite, resume=resume) as claim:
         if claim.done:

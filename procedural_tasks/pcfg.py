@@ -42,6 +42,9 @@ for _nt, _rules in RULES.items():
         _RHS[_CODE[_nt], _choice, : len(_rhs)] = [_CODE[s] for s in _rhs]
         _LENGTH[_CODE[_nt], _choice] = len(_rhs)
 WINDOW_BLOCK = 64  # grammar strings generated per vectorised draw of windows
+MAX_WINDOW = (
+    250  # the study's window; grammar strings have a median of ~280 tokens (the longest of 1,280 drawn: 372)
+)
 
 
 def sample_strings(rng: np.random.Generator, n: int) -> list[np.ndarray]:
@@ -79,7 +82,7 @@ class Windows:
                 self._ready.reverse()
                 return
         raise ConfigError(
-            f"window {self.window} is longer than almost every grammar string; use a window <= 250"
+            f"window {self.window} is longer than almost every grammar string; use a window <= {MAX_WINDOW}"
         )
 
     def next(self) -> np.ndarray:

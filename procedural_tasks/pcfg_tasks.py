@@ -24,7 +24,7 @@ import torch
 from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
 from interp.runtime import numpy_rng
-from procedural_tasks.pcfg import TERMINALS, Windows, to_text
+from procedural_tasks.pcfg import MAX_WINDOW, TERMINALS, Windows, to_text
 from procedural_tasks.vocab import Vocabulary
 
 FAMILIES = ("count", "count_bigram", "index", "index_bigram", "token")
@@ -89,8 +89,11 @@ class PCFGTaskConfig:
     jailbreak_frac: float = 0.0  # fraction of counting samples that use a jailbreak token (operand a only)
 
     def __post_init__(self) -> None:
-        if self.window < 2:
-            raise ConfigError(f"window must be >= 2, got {self.window}")
+        if not 2 <= self.window <= MAX_WINDOW:
+            raise ConfigError(
+                f"window must be between 2 and {MAX_WINDOW} (longer windows fit almost no grammar string), "
+                f"got {self.window}"
+            )
         if not 1 <= self.region <= self.window:
             raise ConfigError(
                 f"region {self.region} must be between 1 and the window {self.window}; "

@@ -133,6 +133,26 @@ def test_resume_never_writes_into_files_of_another_run(tmp_path, capsys) -> None
         assert json.loads((out / "results.json").read_text()) == {"study": "pcfg", "mine": 1}
 
 
+def test_an_edited_stage_config_file_is_another_run(runs, tmp_path, capsys) -> None:
+    stage = json.loads((Path(runs["pretrain"][-1]) / "config.json").read_text())["metadata"]["stage_config"]
+    config, out = tmp_path / "c.json", tmp_path / "pt"
+    config.write_text(json.dumps(stage))
+    argv = ["pretrain", "--device", "cpu", "--no-progress", "--config", str(config), "--out", str(out)]
+    assert main(argv) == 0
+    before = _hashes(out)
+    config.write_text(json.dumps(stage | {"train": stage["train"] | {"steps": 6}}))
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and "holds a run with other settings (differs in: config.sha256)" in err
+    assert _hashes(out) == before
+
+
+def test_report_of_an_incomplete_results_file_is_one_line(tmp_path, capsys) -> None:
+    (tmp_path / "results.json").write_text('{"study": "pcfg", "schema_version": 1}')
+    code, _, err = _run(["report", str(tmp_path)], capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "is incomplete or not a pcfg result (KeyError" in err and not (tmp_path / "report.html").exists()
+
+
 def test_a_failed_fresh_run_leaves_no_directory(tmp_path, capsys) -> None:
     out = tmp_path / "new"
     code, _, err = _run(["pretrain", "--preset", "gpu", "--out", str(out)], capsys)
@@ -241,6 +261,7 @@ def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) 
             ["reproduce", "pcfg", "--preset", "tiny", "--device", "tpu", "--out", "OUT"],
             "unknown device 'tpu'",
         ),
+        (["pretrain", *TRAIN, "--window", "100000", "--out", "OUT"], "window must be between 2 and 250"),
     ],
 )
 def test_issue_16_input_defects_are_one_line(args, message, runs, tmp_path, capsys) -> None:
