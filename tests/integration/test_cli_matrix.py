@@ -25,6 +25,7 @@ BAD_VALUES = {  # validator name -> malformed values
     "positive_float": ("0", "-1", "nan", "inf"),
     "non_negative_float": ("-1", "nan"),
     "fraction": ("1.5", "-0.1", "nan"),
+    "output_dir": ("", " "),
     "existing_dir": (MISSING,),
     "existing_file": (MISSING,),
     "comma_list(non_negative_int)": ("0,-3", "1,x"),
