@@ -42,9 +42,8 @@ for _nt, _rules in RULES.items():
         _RHS[_CODE[_nt], _choice, : len(_rhs)] = [_CODE[s] for s in _rhs]
         _LENGTH[_CODE[_nt], _choice] = len(_rhs)
 WINDOW_BLOCK = 64  # grammar strings generated per vectorised draw of windows
-MAX_WINDOW = (
-    250  # the study's window; grammar strings have a median of ~280 tokens (the longest of 1,280 drawn: 372)
-)
+# The study's window; grammar strings have a median of ~280 tokens (the longest of 1,280 drawn: 372).
+MAX_WINDOW = 250
 
 
 def sample_strings(rng: np.random.Generator, n: int) -> list[np.ndarray]:
