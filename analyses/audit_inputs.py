@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from interp.arguments import non_negative_int, positive_int
+from interp.arguments import positive_int, random_seed
 from interp.capability import Capability, capability_from_jsonl
 from interp.checkpoints import load_checkpoint, read_checkpoint_info
 from interp.config import lookup
@@ -139,6 +139,6 @@ def add_capability_flags(p: argparse.ArgumentParser, *, n: int = 1000) -> None:
     """--capability, --n, --seed, --device and --threads, as every analysis command takes them."""
     p.add_argument("--capability", required=True, help=SPEC_HELP)
     p.add_argument("--n", type=positive_int, default=n, help="evaluation examples of a generated capability")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the data, probes and relearning")
+    p.add_argument("--seed", type=random_seed, default=0, help="seed of the data, probes and relearning")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")

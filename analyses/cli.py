@@ -114,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "ftmech: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr
+            "ftmech: interrupted; rerun with --resume to continue from its last checkpoint (where it saved one) "
+            "or with --overwrite to start again",
+            file=sys.stderr,
         )
         return 130
 

@@ -46,8 +46,16 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """An integer that may be 0 (seeds, K values of a pruning curve)."""
+    """An integer that may be 0 (K values of a pruning curve, counts)."""
     return _integer(text, 0)
+
+
+def random_seed(text: str) -> int:
+    """A seed in [0, 2^32): torch and numpy take it, and so do the offsets added to it for each data stream."""
+    value = _integer(text, 0)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^32), got {text!r}")
+    return value
 
 
 def positive_float(text: str) -> float:

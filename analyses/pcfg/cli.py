@@ -23,6 +23,7 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
+    random_seed,
 )
 from interp.config import load_config
 from interp.errors import ConfigError
@@ -57,7 +58,7 @@ def _common_train_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--lr", type=positive_float, help="peak learning rate")
     p.add_argument("--batch-size", type=positive_int, help="sequences per step (default: the preset's)")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of data and initialisation")
+    p.add_argument("--seed", type=random_seed, default=0, help="seed of data and initialisation")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=positive_int, help="torch threads (default $FTMECH_THREADS or 1)")
     p.add_argument("--eval-every", type=positive_int, help="steps between evaluations")
@@ -280,7 +281,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--task", default="count", help="count, count_bigram, index, index_bigram or token")
     p.add_argument("--operand", default="a", help="a, b, c (or a bigram such as ab)")
     p.add_argument("--n", type=positive_int, default=10, help="samples to print")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument(
         "--c-tr", type=fraction, default=0.0, help="fraction of samples with the spurious correlation"
     )
@@ -288,7 +289,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_data_pcfg)
     p = data_sub.add_parser("pcfg-strings", help="full grammar strings, one per line")
     p.add_argument("--n", type=positive_int, default=10, help="strings to print")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     p.set_defaults(handler=cmd_data_strings)
 
 
@@ -366,7 +367,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--c-te", type=fraction, default=0.0, help="fraction of test samples with the correlation")
     p.add_argument("--q", type=int, default=1)
     p.add_argument("--n", type=positive_int, default=2000, help="test samples")
-    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--seed", type=random_seed, default=0)
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=cmd_evaluate)
 

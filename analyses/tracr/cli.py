@@ -25,6 +25,7 @@ from interp.arguments import (
     output_flags,
     positive_float,
     positive_int,
+    random_seed,
 )
 from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
@@ -141,7 +142,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--q", type=int, default=1, help="planted offset")
     p.add_argument("--steps", type=positive_int, default=200, help="SGD steps (paper: 10000)")
     p.add_argument(
-        "--seed", type=non_negative_int, default=0, help="seed of the weight noise, data and evaluation sets"
+        "--seed", type=random_seed, default=0, help="seed of the weight noise, data and evaluation sets"
     )
     p.add_argument(
         "--n-letters", type=positive_int, help="letters per input (default: the program's max_seq_len)"

@@ -21,6 +21,7 @@ MISSING = f"{DIR}/no/such/path"
 BAD_VALUES = {  # validator name -> malformed values
     "positive_int": ("0", "-3", "2.5", "x"),
     "non_negative_int": ("-3", "x"),
+    "random_seed": ("-1", "x", "99999999999999999999", "4294967296"),
     "int": ("x", "1.5"),
     "positive_float": ("0", "-1", "nan", "inf"),
     "non_negative_float": ("-1", "nan"),
