@@ -71,6 +71,12 @@ class SweepPlan:
                 f"{s.stage:<14}{s.jobs:>6}{s.finished:>6}  {counts or '-':<16}{s.steps:>12,}  "
                 + (f"{rate:.1f} ({s.measured_steps:,} steps in {s.measured_s:,.0f} s)" if rate else "-")
             )
+        if not self.projected_jobs:
+            lines.append(
+                "projection: none yet (no stage has a measured rate); pass --ms-per-step MS, or run some jobs "
+                "and plan again"
+            )
+            return "\n".join(lines)
         rate = f"{self.ms_per_step:g} ms/step" if self.ms_per_step else "each stage's measured ms/step"
         lines += [
             f"projection: a job of s steps takes s x {rate} (one job's step time while {self.slots} share "

@@ -382,6 +382,8 @@ def test_the_plan_is_the_list_schedule_of_steps_times_ms_per_step(tmp_path):
     assert plan_sweep(jobs, slots=3, ms_per_step=10).wall_h * 3600 == pytest.approx(15)
     text = two.to_text()
     assert "3,500 steps = 0.01 h" in text and "not projected: 1 job(s)" in text
+    unmeasured = plan_sweep(jobs, slots=2).to_text()  # nothing ran and no rate given: no 0.00 h projection
+    assert "projection: none yet" in unmeasured and "0.00 h" not in unmeasured
     for bad in ({"slots": 0}, {"slots": 1, "ms_per_step": 0.0}, {"slots": 1, "ms_per_step": float("nan")}):
         with pytest.raises(ConfigError):
             plan_sweep(jobs, **bad)
