@@ -58,6 +58,15 @@ def random_seed(text: str) -> int:
     return value
 
 
+def ray_address(text: str) -> str:
+    """A Ray cluster to join: ``auto`` (the one started on this machine), ``HOST:PORT`` or ``ray://HOST:PORT``
+    (Ray Client)."""
+    host, _, port = text.removeprefix("ray://").rpartition(":")
+    if text != "auto" and not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise argparse.ArgumentTypeError(f"must be auto, HOST:PORT or ray://HOST:PORT, got {text!r}")
+    return text
+
+
 def positive_float(text: str) -> float:
     """A finite number > 0 (learning rates, speed-up factors)."""
     value = _number(text)

@@ -1,8 +1,9 @@
 """JSON round-trip for frozen config dataclasses, with unknown-key checks and a stable content hash.
 
 Every config in ftmech is a ``@dataclass(frozen=True, kw_only=True)`` with JSON-native fields
-(int, float, str, bool, tuples, ``X | None`` and nested configs). ``from_dict`` rebuilds it from
-JSON, turning lists back into tuples and rejecting unknown keys with a suggestion.
+(int, float, str, bool, Literal choices, tuples, ``X | None`` and nested configs). ``from_dict`` rebuilds it
+from JSON, checking each value against its field's type, turning lists back into tuples and rejecting unknown
+keys with a suggestion.
 """
 
 import dataclasses
@@ -39,47 +40,80 @@ def _to_native(value: Any) -> Any:
     return value
 
 
-def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-    """Build ``cls`` from a dict, rejecting unknown keys and converting lists to tuples."""
+def from_dict(cls: type[C], data: dict[str, Any], *, where: str | None = None) -> C:
+    """Build ``cls`` from a dict: unknown keys are refused with a suggestion, every value is checked against its
+    field's type (a ConfigError names the field, e.g. ``PCFGStudyConfig.seeds[0]``), lists become tuples."""
+    where = where or cls.__name__
     if not isinstance(data, dict):
-        raise ConfigError(f"{cls.__name__} needs a JSON object, got {type(data).__name__}")
+        raise ConfigError(f"{where} needs a JSON object, got {_shown(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(sorted(fields))}"
-            raise ConfigError(f"unknown {cls.__name__} key '{key}'{hint}")
+            raise ConfigError(f"unknown {where} key '{key}'{hint}")
     hints = typing.get_type_hints(cls)
-    kwargs = {key: _from_native(hints[key], value) for key, value in data.items()}
+    kwargs = {key: _from_native(hints[key], value, f"{where}.{key}") for key, value in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"{cls.__name__}: {exc}") from None
+        raise ConfigError(f"{where}: {exc}") from None
 
 
-def _from_native(hint: Any, value: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-        return from_dict(hint, value)
+def _shown(value: Any) -> str:
+    return f"{type(value).__name__} {json.dumps(value, default=str)[:60]}"
+
+
+def _from_native(hint: Any, value: Any, where: str) -> Any:
+    """``value`` read from JSON as a ``hint``; a ConfigError at ``where`` if it is not one."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return value if isinstance(value, hint) else from_dict(hint, value, where=where)
     if origin in (typing.Union, types.UnionType):
-        if value is None:
+        if value is None and type(None) in args:
             return None
-        for arg in typing.get_args(hint):
-            if arg is type(None):
+        candidates = [a for a in args if a is not type(None)]
+        if len(candidates) == 1:
+            return _from_native(candidates[0], value, where)
+        for arg in candidates:
+            try:
+                return _from_native(arg, value, where)
+            except ConfigError:
                 continue
-            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
-                return from_dict(arg, value)
-            if typing.get_origin(arg) is tuple and isinstance(value, list):
-                return _from_native(arg, value)
-        return value
-    if origin is tuple and isinstance(value, (list, tuple)):
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_native(args[0], v) for v in value)
-        return tuple(_from_native(a, v) for a, v in zip(args, value, strict=False))
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        raise ConfigError(f"{where} must be {_named(hint)}, got {_shown(value)}")
+    if origin is typing.Literal:
+        if value in args and type(value) in {type(a) for a in args}:
+            return value
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, got {_shown(value)}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {_shown(value)}")
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            items = [_from_native(args[0] if args else Any, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        elif len(args) != len(value):
+            raise ConfigError(f"{where} must be a list of {len(args)} values, got {_shown(value)}")
+        else:
+            items = [
+                _from_native(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+            ]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be an object, got {_shown(value)}")
+        value_hint = args[1] if args else Any
+        return {k: _from_native(value_hint, v, f"{where}[{k!r}]") for k, v in value.items()}
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint in (int, float, str, bool) and type(value) is not hint:
+        raise ConfigError(f"{where} must be {_named(hint)}, got {_shown(value)}")
     return value
+
+
+def _named(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_named(a) for a in typing.get_args(hint))
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def to_json(config: Any, *, indent: int | None = 2) -> str:

@@ -10,13 +10,16 @@ the directory holds and whether it finished:
 - the same run, finished: ``Claim.done`` is true and the caller reports it as done without writing;
 - the same run, unfinished: it continues with ``resume`` (sweeps, which reuse finished jobs, always continue);
 - anything else: a ``ConfigError`` unless ``overwrite``, which moves the old contents to a sibling
-  ``<out>.replaced-<pid>`` and deletes them once the new run is complete (or puts them back if it fails).
+  ``<out>.replaced-<pid>`` and deletes them once the new run is complete (or puts them back if it fails); one
+  left by a killed run is named on stderr by the next claim of ``out``.
 """
 
+import glob
 import json
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -145,6 +148,17 @@ def _check(out: Path, fingerprint: Any, *, resume: bool, continues: bool) -> boo
     return False
 
 
+def _report_left_aside(out: Path) -> None:
+    """Name on stderr each ``<out>.replaced-<pid>`` left by an ``--overwrite`` that was killed: it holds the run
+    that was being replaced (a live overwrite would hold the lock just taken)."""
+    for left in sorted(out.parent.glob(f"{glob.escape(out.name)}.replaced-*")):
+        print(
+            f"ftmech: note: {left} holds the run that an interrupted --overwrite of {out} moved aside; "
+            f"move it back to {out} or delete it",
+            file=sys.stderr,
+        )
+
+
 @contextmanager
 def claim_output(
     out: str | Path,
@@ -169,6 +183,7 @@ def claim_output(
     except OSError as exc:
         raise ConfigError(f"cannot create --out {out}: {exc.strerror or exc}; choose another --out") from None
     lock = acquire_lock(out)
+    _report_left_aside(out)
     aside: Path | None = None
     try:
         if overwrite and _entries(out):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from interp.arguments import sweep_flags
+from interp.arguments import ray_address, sweep_flags
 from interp.errors import ConfigError
 from interp.jsonio import read_json, write_json
 from interp.run_dirs import claim_output
@@ -88,7 +88,11 @@ def study_flags(p: argparse.ArgumentParser, *, default_out: str, what: str = "st
     ``--plan``, ``--ms-per-step``, ``--executor``, ``--ray-address`` and ``--no-progress``."""
     sweep_flags(p, default_out=default_out, what=what)
     p.add_argument("--executor", default="local", choices=EXECUTORS, help="local processes or ray")
-    p.add_argument("--ray-address", help="join the running Ray cluster at HOST:PORT (with --executor ray)")
+    p.add_argument(
+        "--ray-address",
+        type=ray_address,
+        help="join the running Ray cluster at HOST:PORT, ray://HOST:PORT or auto (with --executor ray)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
 
 

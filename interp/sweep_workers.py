@@ -227,10 +227,15 @@ class RayBackend(Backend):
         self.started = not ray.is_initialized()
         if self.started:
             env = {"env_vars": {"OMP_NUM_THREADS": str(threads), "FTMECH_THREADS": str(threads)}}
-            if address:
-                ray.init(address=address, runtime_env=env)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, runtime_env=env)
+            try:
+                if address:
+                    ray.init(address=address, runtime_env=env)
+                else:
+                    ray.init(num_cpus=workers, include_dashboard=False, runtime_env=env)
+            except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+                where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise ConfigError(f"cannot {where}: {reason}") from None
         gpus = gpus_per_job or 0
         self.remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(execute_job)
         self.slots = None

@@ -170,13 +170,14 @@ class Planner:
     """Builds a sweep: each job in its ``run_dir`` under ``root``, keyed ``<key_prefix><stage>/<hash>``.
 
     ``identity`` is hashed into every job's directory without being passed to the job (e.g. the sizes behind
-    a preset name, so changed sizes never reuse old results).
+    a preset name, so changed sizes never reuse old results). ``root`` is resolved to its absolute path, so the
+    directories of jobs that take other jobs' directories do not depend on how ``root`` was spelt.
     """
 
     def __init__(
         self, root: Path, *, key_prefix: str = "", identity: Mapping[str, Any] | None = None
     ) -> None:
-        self.root, self.key_prefix, self.identity = root, key_prefix, dict(identity or {})
+        self.root, self.key_prefix, self.identity = Path(root).resolve(), key_prefix, dict(identity or {})
         self.jobs: list[Job] = []
         self._keys: dict[Path, str] = {}
 

@@ -39,6 +39,9 @@ RESUME_DIR = "resume"
 METRICS = "metrics.jsonl"
 
 
+# The largest lr accepted: larger ones overflow float32 inside torch's optimizers (AdamW's first step is
+# lr / (1 - beta1)) and crash there; anything up to it that diverges is recorded as a divergence.
+MAX_LR = 1e30
 PRECISIONS = ("fp32", "bf16")  # bf16: the forward pass under torch.autocast; weights and optimizer stay fp32
 
 
@@ -78,8 +81,8 @@ class TrainConfig:
             raise ConfigError(f"steps must be >= 0, got {self.steps}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if not 0 < self.lr <= MAX_LR:
+            raise ConfigError(f"lr must be a positive number at most {MAX_LR:g}, got {self.lr}")
         if not 0 <= self.warmup_frac <= 1:
             raise ConfigError(f"warmup_frac must be in [0, 1], got {self.warmup_frac}")
         if not 0 <= self.min_lr_ratio <= 1:

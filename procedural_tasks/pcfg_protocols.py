@@ -15,7 +15,7 @@ from typing import Any, Literal
 import torch
 
 from interp.batches import Batch, EvalSet, concat_batches
-from interp.checkpoints import CheckpointInfo, load_checkpoint, save_checkpoint
+from interp.checkpoints import CheckpointInfo, load_checkpoint, read_checkpoint_info, save_checkpoint
 from interp.config import from_dict, to_dict
 from interp.errors import CheckpointError, ConfigError
 from interp.evaluation import evaluate
@@ -272,7 +272,10 @@ def task_from_checkpoint(info: CheckpointInfo, source: str) -> PCFGTask:
     """Rebuild the PCFG task of a checkpoint and check its vocabulary is the one the model was trained on."""
     meta = info.metadata
     if meta.get("task") != TASK_NAME:
-        raise CheckpointError(f"{source} is not a PCFG checkpoint (task {meta.get('task')!r})")
+        raise CheckpointError(
+            f"{source} is not a PCFG checkpoint (task {meta.get('task')!r}); give one written by a PCFG stage "
+            "(`ftmech pretrain`, `finetune`, `reverse-ft`)"
+        )
     task = PCFGTask(from_dict(PCFGTaskConfig, meta["task_config"]))
     if list(task.vocab.tokens) != meta.get("vocab"):
         raise CheckpointError(
@@ -284,9 +287,11 @@ def task_from_checkpoint(info: CheckpointInfo, source: str) -> PCFGTask:
 def load_pcfg_model(
     ckpt_dir: str | Path, *, device: str = "cpu"
 ) -> tuple[torch.nn.Module, CheckpointInfo, PCFGTask]:
-    """A PCFG checkpoint's model, its info and its task."""
+    """A PCFG checkpoint's model, its info and its task; another task's checkpoint is refused by its task name
+    before its weights are read."""
+    task = task_from_checkpoint(read_checkpoint_info(ckpt_dir), str(ckpt_dir))
     model, info = load_checkpoint(ckpt_dir, device=device)
-    return model, info, task_from_checkpoint(info, str(ckpt_dir))
+    return model, info, task
 
 
 @dataclass(frozen=True)

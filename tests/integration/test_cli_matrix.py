@@ -33,6 +33,7 @@ BAD_VALUES = {  # validator name -> malformed values
     "comma_list(positive_float)": ("1e-3,nan", "1e-3,0"),
     "comma_list(str)": (",",),
     "_clip_or_none": ("-1", "nan"),
+    "ray_address": ("notanaddress", "host:", ":6379", "host:99999", "ray://host"),
 }
 REQUIRED_TEXT = {"--capability": "pcfg:count:a"}
 

@@ -119,6 +119,23 @@ def test_files_of_an_unknown_run_and_an_unfinished_run_are_refused(tmp_path, cap
         assert claim.done
 
 
+def test_a_run_left_aside_by_a_killed_overwrite_is_named_on_the_next_claim(tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    with claim_output(out, {"x": 1}):
+        (out / "results.json").write_text("{}")
+    with claim_output(out, {"x": 2}, overwrite=True):
+        (out / "results.json").write_text("{}")
+    assert capsys.readouterr().err == ""  # an overwrite that completes leaves nothing aside
+    left = tmp_path / "run.replaced-4242"  # what a SIGKILL during an --overwrite leaves
+    left.mkdir()
+    (left / "results.json").write_text("{}")
+    with claim_output(out, {"x": 2}) as claim:
+        assert claim.done
+    err = capsys.readouterr().err
+    assert f"{left} holds the run that an interrupted --overwrite of {out} moved aside" in err
+    assert (left / "results.json").is_file()
+
+
 def test_resume_never_writes_into_files_of_another_run(tmp_path, capsys) -> None:
     out = tmp_path / "mine"
     out.mkdir()
@@ -262,6 +279,7 @@ def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) 
             "unknown device 'tpu'",
         ),
         (["pretrain", *TRAIN, "--window", "100000", "--out", "OUT"], "window must be between 2 and 250"),
+        (["pretrain", *TRAIN, "--lr", "1e300", "--out", "OUT"], "lr must be a positive number at most 1e+30"),
     ],
 )
 def test_issue_16_input_defects_are_one_line(args, message, runs, tmp_path, capsys) -> None:
@@ -271,6 +289,27 @@ def test_issue_16_input_defects_are_one_line(args, message, runs, tmp_path, caps
         for a in args
     ]
     code, out, err = _run(argv, capsys)
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.startswith("ftmech: error:") and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "study, fields, message",
+    [
+        ("pcfg", {"seeds": "zero"}, "PCFGStudyConfig.seeds must be a list, got str"),
+        ("pcfg", {"seeds": [0, "1"]}, "PCFGStudyConfig.seeds[1] must be an integer, got str"),
+        ("pcfg", {"analyse": "no"}, "PCFGStudyConfig.analyse must be true or false, got str"),
+        ("pcfg", {"pretrain_lr": "fast"}, "PCFGStudyConfig.pretrain_lr must be a number, got str"),
+        ("pcfg", {"finetune_grid": [["low", "M"]]}, "finetune_grid[0] must be a list of 3 values"),
+        ("tracr", {"seeds": 2}, "TracrStudyConfig.seeds must be a list, got int"),
+        ("gam", {"lm_steps": 1.5}, "GAMStudyConfig.lm_steps must be an integer, got float"),
+    ],
+)
+def test_study_config_files_are_type_checked_field_by_field(study, fields, message, tmp_path, capsys) -> None:
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(fields))
+    code, out, err = _run(["reproduce", study, "--config", str(path), "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and out == "" and "Traceback" not in err
     assert err.startswith("ftmech: error:") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()

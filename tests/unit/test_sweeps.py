@@ -4,6 +4,7 @@ The job functions below are top-level in this module, so worker processes import
 ``f"{__name__}:name"`` (the spawned workers get this process's sys.path).
 """
 
+import argparse
 import dataclasses
 import itertools
 import json
@@ -19,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from interp import sweep_workers
-from interp.arguments import ArgParser
+from interp.arguments import ArgParser, ray_address
 from interp.config import to_dict
 from interp.errors import ConfigError
 from interp.study_runs import StudySweep, SweepOptions, run_study_sweep, study_flags
@@ -30,6 +31,7 @@ from interp.sweeps import (
     JOB_JSON,
     RUNNING,
     Job,
+    Planner,
     critical_path,
     expand_grid,
     raise_failures,
@@ -155,6 +157,21 @@ def test_run_dir_rejects_a_bad_stage_and_an_edited_job_json(tmp_path):
     (path / JOB_JSON).write_text(json.dumps(record))
     with pytest.raises(ConfigError, match="different config"):
         run_dir(tmp_path, "pretrain", PointConfig(seed=0, lr=0.1))
+
+
+def test_planned_job_directories_do_not_depend_on_how_the_root_is_spelt(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+
+    def plan(root: Path) -> list[str]:
+        planner = Planner(root)
+        base = planner.add("pretrain", "m:f", {"seed": 0})
+        planner.add("finetune", "m:g", {"base": str(base)}, [base])
+        return [job.key for job in planner.jobs]
+
+    spellings = (Path("runs/x"), Path("./runs/../runs/x"), tmp_path / "runs/x", tmp_path / "link/runs/x")
+    keys = [plan(root) for root in spellings]
+    assert all(k == keys[0] for k in keys) and len(set(keys[0])) == 2
 
 
 def test_job_and_sweep_validation(tmp_path):
@@ -339,6 +356,14 @@ def test_gpu_fractions_pack_floor_one_over_f_jobs_per_gpu_and_are_validated(monk
             run_jobs([], gpus_per_job=bad)
     with pytest.raises(ConfigError, match="executor 'ray'"):
         run_jobs([], ray_address="127.0.0.1:6379")
+
+
+def test_ray_addresses_are_checked_before_anything_runs():
+    for good in ("auto", "127.0.0.1:6379", "head-node:6379", "ray://head:10001", "[::1]:6379"):
+        assert ray_address(good) == good
+    for bad in ("local", "head", "head:", ":6379", "head:0", "head:65536", "ray://head", "head:port"):
+        with pytest.raises(argparse.ArgumentTypeError, match="auto, HOST:PORT or ray://HOST:PORT"):
+            ray_address(bad)
 
 
 def test_packed_local_workers_are_pinned_to_their_gpu_and_give_the_same_files(tmp_path, monkeypatch):
