@@ -20,7 +20,13 @@ from interp.jsonio import read_json, write_json
 from interp.run_dirs import claim_output
 from interp.runtime import resolve_device
 from interp.sweep_plan import plan_sweep
-from interp.sweep_workers import check_gpu_fraction, describe_groups, visible_gpus, worker_groups
+from interp.sweep_workers import (
+    check_gpu_fraction,
+    check_ray_address,
+    describe_groups,
+    visible_gpus,
+    worker_groups,
+)
 from interp.sweeps import EXECUTORS, Job, JobResult, raise_failures, run_jobs
 from interp.training import RESUME_NEUTRAL
 
@@ -150,6 +156,8 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
     """
     options = options or SweepOptions()
     _check_device(sweep.config.get("device"), options.executor)
+    if options.executor == "ray" and not options.plan:
+        check_ray_address(options.ray_address)
     fingerprint = {"study": sweep.study, "config": _identity(sweep.config)}
     with claim_output(
         out, fingerprint, overwrite=options.overwrite, resume=options.resume, continues=True

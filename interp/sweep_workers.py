@@ -16,6 +16,7 @@ import importlib
 import json
 import math
 import os
+import socket
 import sys
 import time
 import traceback
@@ -209,6 +210,22 @@ class LocalBackend(Backend):
     def close(self) -> None:
         for pool in self.pools:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def check_ray_address(address: str | None) -> None:
+    """A ConfigError at once when nothing listens at a ``HOST:PORT`` (or ``ray://HOST:PORT``) Ray address:
+    ``ray.init`` would retry it for minutes. ``auto`` and no address are Ray's to resolve."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"nothing answers at the Ray address {address} ({getattr(exc, 'strerror', None) or exc}); start the cluster "
+            "(`ray start --head`) or check --ray-address and $RAY_ADDRESS"
+        ) from None
 
 
 class RayBackend(Backend):

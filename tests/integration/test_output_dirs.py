@@ -280,6 +280,20 @@ def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) 
         ),
         (["pretrain", *TRAIN, "--window", "100000", "--out", "OUT"], "window must be between 2 and 250"),
         (["pretrain", *TRAIN, "--lr", "1e300", "--out", "OUT"], "lr must be a positive number at most 1e+30"),
+        (
+            [
+                "reproduce",
+                "pcfg",
+                *TRAIN[:4],
+                "--executor",
+                "ray",
+                "--ray-address",
+                "127.0.0.1:1",
+                "--out",
+                "OUT",
+            ],
+            "nothing answers at the Ray address 127.0.0.1:1",
+        ),
     ],
 )
 def test_issue_16_input_defects_are_one_line(args, message, runs, tmp_path, capsys) -> None:

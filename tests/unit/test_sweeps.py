@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from interp.config import to_dict
 from interp.errors import ConfigError
 from interp.study_runs import StudySweep, SweepOptions, run_study_sweep, study_flags
 from interp.sweep_plan import plan_sweep
-from interp.sweep_workers import ERROR_LOG, jobs_per_gpu, visible_gpus, worker_groups
+from interp.sweep_workers import ERROR_LOG, check_ray_address, jobs_per_gpu, visible_gpus, worker_groups
 from interp.sweeps import (
     DONE,
     JOB_JSON,
@@ -358,12 +359,22 @@ def test_gpu_fractions_pack_floor_one_over_f_jobs_per_gpu_and_are_validated(monk
         run_jobs([], ray_address="127.0.0.1:6379")
 
 
-def test_ray_addresses_are_checked_before_anything_runs():
+def test_ray_addresses_are_checked_before_anything_runs(monkeypatch):
     for good in ("auto", "127.0.0.1:6379", "head-node:6379", "ray://head:10001", "[::1]:6379"):
         assert ray_address(good) == good
     for bad in ("local", "head", "head:", ":6379", "head:0", "head:65536", "ray://head", "head:port"):
         with pytest.raises(argparse.ArgumentTypeError, match="auto, HOST:PORT or ray://HOST:PORT"):
             ray_address(bad)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        for listening in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}", "auto", None):
+            check_ray_address(listening)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(ConfigError, match=f"nothing answers at the Ray address 127.0.0.1:{port}"):
+        check_ray_address(f"127.0.0.1:{port}")  # the server is closed now
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=f"nothing answers at the Ray address 127.0.0.1:{port}"):
+        check_ray_address(None)
 
 
 def test_packed_local_workers_are_pinned_to_their_gpu_and_give_the_same_files(tmp_path, monkeypatch):
