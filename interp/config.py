@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from interp.errors import ConfigError
 C = TypeVar("C")
 T = TypeVar("T")
 FTMECH_VERSION = "0.1.0"  # recorded beside every result
+EXPONENT_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -139,8 +141,12 @@ def load_config(cls: type[C], path: str | Path) -> C:
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
+        class Loader(yaml.SafeLoader):
+            """YAML 1.1 reads ``1e-3`` (no dot) as a string; learning rates are written so, and are floats."""
+
+        Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("+-0123456789."))
         try:
-            return from_dict(cls, yaml.safe_load(text))
+            return from_dict(cls, yaml.load(text, Loader=Loader))
         except yaml.YAMLError as exc:
             raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
     return from_json(cls, text)

@@ -1,13 +1,14 @@
 """Model building, hook names and checkpoints (atomic, validated, never pickled)."""
 
 import json
+import re
 
 import pytest
 import torch
 
 from interp import hooks
 from interp.checkpoints import load_checkpoint, save_checkpoint
-from interp.config import config_hash, from_dict, from_json, to_json
+from interp.config import config_hash, from_dict, from_json, load_config, to_json
 from interp.errors import CheckpointError, ConfigError
 from interp.models import PRESETS, ModelConfig, build_model, preset
 from interp.runtime import eval_mode
@@ -83,6 +84,23 @@ def test_configs_round_trip_through_json(config) -> None:
 def test_unknown_config_key_suggests_the_nearest() -> None:
     with pytest.raises(ConfigError, match="did you mean 'n_layers'"):
         from_dict(ModelConfig, {"n_layer": 2, "d_model": 8, "n_heads": 2, "d_mlp": 8})
+
+
+def test_yaml_configs_read_exponent_floats_and_every_field_is_type_checked(tmp_path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("steps: 3\nlr: 1e-3\nbetas: [0.9, 9.99e-1]\nwarmup_frac: 0\n")
+    config = load_config(TrainConfig, path)  # PyYAML alone reads 1e-3 as the string '1e-3'
+    assert (config.lr, config.betas, config.warmup_frac) == (0.001, (0.9, 0.999), 0.0)
+    for text, message in (
+        ("steps: three", "TrainConfig.steps must be an integer, got str"),
+        ("steps: 3\nbetas: [0.9]", "TrainConfig.betas must be a list of 2 values"),
+        ("steps: 3\ncompile: maybe", "TrainConfig.compile must be true or false, got str"),
+        ("steps: 3\nprecision: fp16", "TrainConfig.precision must be one of 'fp32', 'bf16'"),
+        ("steps: 3\neval_steps: [1, x]", "TrainConfig.eval_steps[1] must be an integer, got str"),
+    ):
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(TrainConfig, path)
 
 
 def test_checkpoint_round_trip(tmp_path) -> None:
