@@ -147,8 +147,7 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
 
     ``out`` is claimed (``interp.run_dirs``): another run's directory is refused unless ``options.overwrite``,
     and a finished run of this config returns its recorded results without running or writing anything (a
-    data worker count is not part of a run's identity; a finished run moved elsewhere, whose job directories
-    are keyed by their old paths, is still finished). Failed jobs raise a ``ConfigError`` once everything else
+    data worker count is not part of a run's identity). Failed jobs raise a ``ConfigError`` once everything else
     was run and written (unless ``sweep.keep_failures``).
 
     With ``options.plan`` nothing runs: the plan is printed, written to ``plan.json`` (beside the job

@@ -39,6 +39,7 @@ from interp.sweep_workers import (
 )
 
 JOB_JSON = "job.json"
+ROOT = "<root>"  # how a job's identity writes its sweep's root directory (`rooted`)
 EXECUTORS = ("local", "ray")
 
 Status = Literal["ok", "cached", "failed", "skipped"]
@@ -104,6 +105,8 @@ class Job:
     runtime: Mapping[str, Any] = field(default_factory=dict)  # JSON-native keyword arguments that change how
     # fn runs but never what it writes (e.g. data worker processes): passed to fn, left out of the identity
     # that DONE records, so a finished job is reused whatever they are
+    root: str | None = None  # the sweep's root directory: paths under it in kwargs are compared with DONE's
+    # relative to it (``rooted``), so the jobs of a sweep moved elsewhere are still finished
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
@@ -142,7 +145,28 @@ class Job:
             "deps": list(self.deps),
             "steps": self.steps,
             "runtime": _json_native(dict(self.runtime), "runtime"),
+            "root": None if self.root is None else str(self.root),
         }
+
+    def identity(self) -> dict[str, Any]:
+        """What a finished run of this job must match: its function and its kwargs, paths under ``root``
+        written relative to it."""
+        return {"fn": self.fn, "kwargs": rooted(_json_native(dict(self.kwargs), "kwargs"), self.root)}
+
+
+def rooted(value: Any, root: str | Path | None) -> Any:
+    """JSON-native ``value`` with every path under ``root`` written as ``<root>/...`` (the same for any
+    spelling or location of ``root``)."""
+    if root is None:
+        return value
+    root = str(root)
+    if isinstance(value, dict):
+        return {k: rooted(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rooted(v, root) for v in value]
+    if isinstance(value, str) and (value == root or value.startswith(root + os.sep)):
+        return ROOT + value[len(root) :]
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,8 +194,9 @@ class Planner:
     """Builds a sweep: each job in its ``run_dir`` under ``root``, keyed ``<key_prefix><stage>/<hash>``.
 
     ``identity`` is hashed into every job's directory without being passed to the job (e.g. the sizes behind
-    a preset name, so changed sizes never reuse old results). ``root`` is resolved to its absolute path, so the
-    directories of jobs that take other jobs' directories do not depend on how ``root`` was spelt.
+    a preset name, so changed sizes never reuse old results). A job's directory hashes the paths under ``root``
+    in its kwargs relative to ``root`` (``rooted``), so it does not depend on where ``root`` is or how it is
+    spelt: a sweep moved elsewhere finds its finished jobs.
     """
 
     def __init__(
@@ -194,7 +219,9 @@ class Planner:
         """Add the job ``fn`` ("module:function") to run after the jobs in the directories ``deps``, taking
         ``steps`` optimizer steps (for the plan), called with ``kwargs`` and ``runtime`` (``Job.runtime``: not
         hashed into its directory); returns its directory."""
-        out = run_dir(self.root, stage, {**kwargs, **self.identity})
+        out = run_dir(
+            self.root, stage, {**rooted(_json_native(kwargs, "kwargs"), self.root), **self.identity}
+        )
         self._keys[out] = f"{self.key_prefix}{stage}/{out.name}"
         after = tuple(self._keys[d] for d in deps)
         self.jobs.append(
@@ -206,6 +233,7 @@ class Planner:
                 deps=after,
                 steps=steps,
                 runtime=dict(runtime or {}),
+                root=str(self.root),
             )
         )
         return out
@@ -378,7 +406,8 @@ def read_done(job: Job) -> JobResult | None:
         done = json.loads(marker.read_text())
     except json.JSONDecodeError:
         return None  # cannot happen with atomic writes; treat as unfinished and redo it
-    if done.get("fn") != job.fn or done.get("kwargs") != job.to_json()["kwargs"]:
+    recorded = {"fn": done.get("fn"), "kwargs": rooted(done.get("kwargs"), done.get("root"))}
+    if recorded != job.identity():
         raise ConfigError(
             f"{marker} records a different job ({done.get('fn')} with other kwargs) than '{job.key}'; "
             f"give each job its own out_dir (run_dir) or delete {job.out_dir}"

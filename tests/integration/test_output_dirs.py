@@ -251,7 +251,7 @@ def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) 
     assert main(argv) == 0
     before = _hashes(out)
     assert main(argv) == 0 and _hashes(out) == before
-    out.rename(moved)  # its downstream jobs' directories are keyed by the old paths: none is redone
+    out.rename(moved)  # a finished study moved elsewhere is still finished: nothing is redone or written
     assert main(command(moved)) == 0 and _hashes(moved) == before
     moved.rename(out)
     other = _study(tmp_path, "b.json", ("low", "medium"))

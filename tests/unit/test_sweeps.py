@@ -160,19 +160,29 @@ def test_run_dir_rejects_a_bad_stage_and_an_edited_job_json(tmp_path):
         run_dir(tmp_path, "pretrain", PointConfig(seed=0, lr=0.1))
 
 
-def test_planned_job_directories_do_not_depend_on_how_the_root_is_spelt(tmp_path, monkeypatch):
+def _plan_points(root: Path) -> Planner:
+    planner = Planner(root)
+    points = [planner.add("point", f"{__name__}:write_point", {"seed": i, "scale": 1.0}) for i in range(2)]
+    planner.add("sum", f"{__name__}:sum_points", {"inputs": [str(d) for d in points]}, points)
+    return planner
+
+
+def test_planned_job_directories_do_not_depend_on_how_or_where_the_root_is(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
-
-    def plan(root: Path) -> list[str]:
-        planner = Planner(root)
-        base = planner.add("pretrain", "m:f", {"seed": 0})
-        planner.add("finetune", "m:g", {"base": str(base)}, [base])
-        return [job.key for job in planner.jobs]
-
     spellings = (Path("runs/x"), Path("./runs/../runs/x"), tmp_path / "runs/x", tmp_path / "link/runs/x")
-    keys = [plan(root) for root in spellings]
-    assert all(k == keys[0] for k in keys) and len(set(keys[0])) == 2
+    keys = [[job.key for job in _plan_points(root).jobs] for root in (*spellings, tmp_path / "elsewhere")]
+    assert all(k == keys[0] for k in keys) and len(set(keys[0])) == 3
+
+    # An unfinished sweep moved to another directory finds its finished jobs there and runs only the rest.
+    first = run_jobs(_plan_points(tmp_path / "a").jobs, progress=False)
+    total = next(job.out_dir for job in _plan_points(tmp_path / "a").jobs if job.key.startswith("sum/"))
+    (Path(total) / DONE).unlink()
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = run_jobs(_plan_points(tmp_path / "b").jobs, progress=False)
+    assert [r.status for r in moved] == ["cached", "cached", "ok"]
+    assert moved[2].value == first[2].value and str(tmp_path / "b") in moved[2].out_dir
+    assert {_runs(d) for d in (tmp_path / "b" / "point").iterdir()} == {1}
 
 
 def test_job_and_sweep_validation(tmp_path):
