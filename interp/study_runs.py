@@ -113,7 +113,8 @@ class StudySweep(Generic[P]):
     """
 
     study: str  # the study's name in the directory's fingerprint
-    config: dict[str, Any]  # JSON-native: the fingerprint's config, written to ``config_file``
+    config: dict[str, Any] | list[dict[str, Any]]  # JSON-native (one per setting where a study runs several):
+    # the fingerprint's config, written to ``config_file``
     plan: Callable[[], P]
     jobs: Callable[[P], Sequence[Job]]
     summarise: Callable[[P, list[JobResult], float], dict[str, Any]]
@@ -154,7 +155,8 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
     directories that planning makes, which a later run reuses) and the process exits with code 0, as ``--help``.
     """
     options = options or SweepOptions()
-    _check_device(sweep.config.get("device"), options.executor)
+    for config in sweep.config if isinstance(sweep.config, list) else [sweep.config]:
+        _check_device(config.get("device"), options.executor)
     if options.executor == "ray" and not options.plan:
         check_ray_address(options.ray_address)
     fingerprint = {"study": sweep.study, "config": _identity(sweep.config)}
