@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from interp.config import SEED_LIMIT
 from interp.errors import ConfigError
 
 
@@ -53,7 +54,7 @@ def non_negative_int(text: str) -> int:
 def random_seed(text: str) -> int:
     """A seed in [0, 2^32): torch and numpy take it, and so do the offsets added to it for each data stream."""
     value = _integer(text, 0)
-    if value >= 2**32:
+    if value >= SEED_LIMIT:
         raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^32), got {text!r}")
     return value
 

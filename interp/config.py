@@ -13,7 +13,7 @@ import json
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -156,6 +156,25 @@ def config_hash(config: Any, *, length: int = 12) -> str:
     """Stable content hash of a config: equal configs give equal run-directory keys."""
     text = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+SEED_LIMIT = 2**32  # seeds are in [0, 2^32): torch and numpy take them, and so do the offsets added to them
+MAX_SEEDS = 1000  # more seeds than this in one study is a typo; a million made a million job directories
+
+
+def check_seeds(seeds: Sequence[int], *, least: int = 1) -> None:
+    """A study's seeds: at least ``least``, at most ``MAX_SEEDS``, distinct, each in [0, 2^32); a ConfigError
+    before any job is planned otherwise."""
+    if len(seeds) < least or len(seeds) > MAX_SEEDS:
+        raise ConfigError(
+            f"give {least} to {MAX_SEEDS} seeds, got {len(seeds)} (e.g. --seeds {max(least, 3)})"
+        )
+    if len(set(seeds)) != len(seeds) or any(not 0 <= s < SEED_LIMIT for s in seeds):
+        raise ConfigError(f"seeds must be distinct integers in [0, 2^32), got {_listed(seeds)}")
+
+
+def _listed(values: Sequence[Any]) -> str:
+    return ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
 
 
 def lookup(table: Mapping[str, T], name: str, what: str) -> T:

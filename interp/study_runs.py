@@ -120,7 +120,8 @@ class StudySweep(Generic[P]):
     summarise: Callable[[P, list[JobResult], float], dict[str, Any]]
     report: Callable[[dict[str, Any], Path], None]
     config_file: str = "study_config.json"
-    keep_failures: bool = False  # True: failed jobs stay in the results and the next run retries them
+    keep_failures: bool = False  # True: failed jobs are in the results and report, the command still fails
+    # (ConfigError) and the next run retries them
 
 
 def _identity(config: Any) -> Any:
@@ -149,7 +150,8 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
     ``out`` is claimed (``interp.run_dirs``): another run's directory is refused unless ``options.overwrite``,
     and a finished run of this config returns its recorded results without running or writing anything (a
     data worker count is not part of a run's identity). Failed jobs raise a ``ConfigError`` once everything else
-    was run and written (unless ``sweep.keep_failures``).
+    was run and written, and the run stays unfinished (``sweep.keep_failures``: after the results and report,
+    which record them).
 
     With ``options.plan`` nothing runs: the plan is printed, written to ``plan.json`` (beside the job
     directories that planning makes, which a later run reuses) and the process exits with code 0, as ``--help``.
@@ -189,12 +191,11 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
             summary = sweep.summarise(plan, results, time.time() - t0)
             if not claim.done:
                 write_json(out / RESULTS, summary)
-            if sweep.keep_failures:
-                claim.finished = all(r.ok for r in results)
-            else:
+            if not sweep.keep_failures:
                 raise_failures(results)  # before the report, which may have nothing to draw
             if not claim.done:
                 sweep.report(summary, out / "report.html")
+            raise_failures(results)  # kept failures are in the results and report; the run is still unfinished
     if options.plan:
         print(planned.to_text())
         sys.exit(0)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from interp.config import lookup
+from interp.config import check_seeds, lookup
 from interp.errors import ConfigError
 from interp.relearning import RelearnConfig
 
@@ -40,8 +40,7 @@ class AuditBenchConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds {self.seeds} must be distinct and non-empty")
+        check_seeds(self.seeds)
         for case in self.tracr_cases:
             lookup(TRACR_CASES, case, "tracr case")
         for case in self.pcfg_cases:

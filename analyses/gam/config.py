@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from interp.config import check_seeds
 from interp.errors import ConfigError
 from interp.gam import matched_memory, smallest_kernel
 from interp.models import ModelConfig
@@ -91,8 +92,7 @@ class GAMStudyConfig:
     relearn_steps: int = 100
 
     def __post_init__(self) -> None:
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ConfigError(f"seeds must be distinct non-negative integers, got {self.seeds}")
+        check_seeds(self.seeds)
         if self.corpus not in CORPORA:
             raise ConfigError(f"unknown corpus '{self.corpus}'; use one of {', '.join(CORPORA)}")
         if len(self.lengths) < 2 or sorted(self.lengths) != list(self.lengths) or self.lengths[0] < 2:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from interp.config import lookup
+from interp.config import check_seeds, lookup
 from interp.errors import ConfigError
 from interp.lr_levels import LABELLINGS, OURS
 from interp.training import PRECISIONS
@@ -84,8 +84,7 @@ class PCFGStudyConfig:
     def __post_init__(self) -> None:
         study_preset(self.preset)
         levels = lookup(LABELLINGS, self.lr_labelling, "lr_labelling")
-        if not self.seeds:
-            raise ConfigError("seeds is empty; give at least one, e.g. --seeds 3")
+        check_seeds(self.seeds)
         for prior in (*self.priors, self.control_prior):
             if prior not in PRIORS:
                 raise ConfigError(f"unknown prior '{prior}'; use one of {', '.join(PRIORS)}")

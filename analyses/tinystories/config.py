@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from interp.config import lookup
+from interp.config import check_seeds, lookup
 from interp.errors import ConfigError
 from interp.lr_levels import lr_for_level
 from interp.models import PRESETS as MODEL_PRESETS
@@ -223,8 +223,7 @@ class TinyStoriesStudyConfig:
 
     def __post_init__(self) -> None:
         _ = self.data  # validates setting, feature and the data sizes
-        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"seeds {self.seeds} must be at least two distinct seeds, e.g. --seeds 2")
+        check_seeds(self.seeds, least=2)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} must be one of {', '.join(PRECISIONS)}")
         if self.data_workers < 0:

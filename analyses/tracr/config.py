@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from interp.config import check_seeds
 from interp.errors import ConfigError
 from procedural_tasks.tracr_finetuning import finetune_lr
 from procedural_tasks.tracr_preparation import STUDY_NOISE_STD
@@ -58,8 +59,10 @@ class TracrStudyConfig:
             program_config(program)
         for level in (*self.lr_levels, *self.reverse_after, self.reverse_lr_level):
             finetune_lr(level)
-        if not self.seeds or not self.lr_levels or not self.c_trs or not self.programs:
-            raise ConfigError("programs, lr_levels, c_trs and seeds must each name at least one value")
+        check_seeds(self.seeds)
+        check_seeds(self.long_seeds, least=0)
+        if not self.lr_levels or not self.c_trs or not self.programs:
+            raise ConfigError("programs, lr_levels and c_trs must each name at least one value")
         if any(not 0 <= c <= 1 for c in (*self.c_trs, self.reverse_c_tr)):
             raise ConfigError(f"C_Tr values must be in [0, 1], got {self.c_trs} / {self.reverse_c_tr}")
         if self.reverse_after and ("counter" not in self.programs or self.reverse_c_tr not in self.c_trs):

@@ -318,6 +318,11 @@ def test_issue_16_input_defects_are_one_line(args, message, runs, tmp_path, caps
         ("pcfg", {"finetune_grid": [["low", "M"]]}, "finetune_grid[0] must be a list of 3 values"),
         ("tracr", {"seeds": 2}, "TracrStudyConfig.seeds must be a list, got int"),
         ("gam", {"lm_steps": 1.5}, "GAMStudyConfig.lm_steps must be an integer, got float"),
+        ("tracr", {"seeds": [-1]}, "seeds must be distinct integers in [0, 2^32), got -1"),
+        ("tracr", {"seeds": [0, 0]}, "seeds must be distinct integers in [0, 2^32), got 0, 0"),
+        ("pcfg", {"seeds": [4294967296]}, "seeds must be distinct integers in [0, 2^32)"),
+        ("tinystories", {"seeds": [3]}, "give 2 to 1000 seeds, got 1"),
+        ("tracr", {"seeds": list(range(1001))}, "give 1 to 1000 seeds, got 1001"),
     ],
 )
 def test_study_config_files_are_type_checked_field_by_field(study, fields, message, tmp_path, capsys) -> None:

@@ -483,3 +483,29 @@ def test_a_planned_study_runs_nothing_and_a_later_run_continues_its_directory(tm
         SweepOptions(ray_address="127.0.0.1:1")
     with pytest.raises(ConfigError, match="--plan"):
         SweepOptions(ms_per_step=5.0)
+
+
+def test_a_study_that_keeps_its_failures_records_them_and_still_fails(tmp_path):
+    out = tmp_path / "study"
+
+    def plan() -> list[Job]:
+        return [
+            _job("good", "write_point", out / "good", seed=0, scale=1.0),
+            _job("bad", "fail", out / "bad", message="boom"),
+        ]
+
+    sweep = StudySweep(
+        "toy",
+        {"n": 2},
+        plan=plan,
+        jobs=lambda jobs: jobs,
+        summarise=lambda jobs, results, wall: {"failed": [r.key for r in results if not r.ok]},
+        report=lambda summary, path: path.write_text("report"),
+        keep_failures=True,
+    )
+    for _ in range(2):  # the next run retries the failed job, and fails again
+        with pytest.raises(ConfigError, match="1 job\\(s\\) failed, e.g. bad: ValueError: boom"):
+            run_study_sweep(sweep, out, SweepOptions(workers=1, progress=False))
+        assert json.loads((out / "results.json").read_text()) == {"failed": ["bad"]}
+        assert (out / "report.html").read_text() == "report"
+        assert json.loads((out / "ftmech_run.json").read_text())["status"] == "running"
