@@ -96,8 +96,10 @@ def run_command(args: argparse.Namespace) -> int:
         # a config file's contents are the settings, so an edited file is another run
         digest = hashlib.sha256(Path(settings["config"]).read_bytes()).hexdigest()
         settings["config"] = {"path": settings["config"], "sha256": digest}
-    resume = getattr(args, "resume", False)
-    with claim_output(args.out, settings, overwrite=args.overwrite, resume=resume) as claim:
+    resume, resumable = getattr(args, "resume", False), hasattr(args, "resume")
+    with claim_output(
+        args.out, settings, overwrite=args.overwrite, resume=resume, resumable=resumable
+    ) as claim:
         if claim.done:
             note = "this finished run is already there; nothing was written (pass --overwrite to redo it)"
             print_json({"out": args.out, "status": "done", "note": note})

@@ -125,7 +125,7 @@ def _move(entries: list[Path], target: Path) -> None:
         os.replace(entry, target / entry.name)
 
 
-def _check(out: Path, fingerprint: Any, *, resume: bool, continues: bool) -> bool:
+def _check(out: Path, fingerprint: Any, *, resume: bool, continues: bool, resumable: bool) -> bool:
     """Whether ``out`` already holds this finished run; ConfigError when it holds anything but this run."""
     entries = _entries(out)
     if not entries:
@@ -141,9 +141,9 @@ def _check(out: Path, fingerprint: Any, *, resume: bool, continues: bool) -> boo
     if marker.get("status") == "done":
         return True
     if not (resume or continues):
+        options = "pass --resume to continue it or --overwrite" if resumable else "pass --overwrite"
         raise ConfigError(
-            f"{out} holds an unfinished run of this command (stopped or killed); pass --resume to continue it "
-            "or --overwrite to start again"
+            f"{out} holds an unfinished run of this command (stopped or killed); {options} to start again"
         )
     return False
 
@@ -167,10 +167,12 @@ def claim_output(
     overwrite: bool = False,
     resume: bool = False,
     continues: bool = False,
+    resumable: bool = True,
 ) -> Iterator[Claim]:
     """Hold ``out`` for one run with settings ``fingerprint`` (JSON-native); see the module docstring.
 
-    ``continues``: an unfinished run of the same settings goes on without ``resume`` (content-addressed sweeps).
+    ``continues``: an unfinished run of the same settings goes on without ``resume`` (content-addressed sweeps);
+    ``resumable``: whether the command has ``--resume`` (the refusal of an unfinished run offers it only then).
     On success the marker says ``done``; on failure a fresh directory is left as it was found.
     """
     out = Path(out)
@@ -189,7 +191,7 @@ def claim_output(
         if overwrite and _entries(out):
             aside = out.with_name(f"{out.name}.replaced-{os.getpid()}")
             _move(_entries(out), aside)
-        done = _check(out, fingerprint, resume=resume, continues=continues)
+        done = _check(out, fingerprint, resume=resume, continues=continues, resumable=resumable)
         if not done:
             _write_marker(out, fingerprint, "running")
         claim = Claim(path=out, done=done)

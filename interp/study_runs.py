@@ -195,7 +195,9 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
                 raise_failures(results)  # before the report, which may have nothing to draw
             if not claim.done:
                 sweep.report(summary, out / "report.html")
-            raise_failures(results)  # kept failures are in the results and report; the run is still unfinished
+            raise_failures(
+                results
+            )  # kept failures are in the results and report; the run is still unfinished
     if options.plan:
         print(planned.to_text())
         sys.exit(0)

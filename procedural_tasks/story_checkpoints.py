@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from interp.checkpoints import load_checkpoint, save_checkpoint
+from interp.checkpoints import load_checkpoint, read_checkpoint_info, save_checkpoint
 from interp.config import from_dict
 from interp.errors import CheckpointError, OfflineError
 from interp.models import ModelConfig
@@ -46,11 +46,13 @@ class StoryCheckpoint:
 
 
 def load_story_checkpoint(ckpt_dir: str | Path, *, device: str = "cpu") -> StoryCheckpoint:
-    """A story checkpoint's model, tokenizer and data config; CheckpointError if it is not one."""
+    """A story checkpoint's model, tokenizer and data config; CheckpointError if it is not one (told by its task
+    name before its weights are read)."""
+    task = read_checkpoint_info(ckpt_dir).metadata.get("task")
+    if task != TASK_NAME:
+        raise CheckpointError(f"{ckpt_dir} is not a TinyStories checkpoint (task {task!r})")
     model, info = load_checkpoint(ckpt_dir, device=device)
     meta = info.metadata
-    if meta.get("task") != TASK_NAME:
-        raise CheckpointError(f"{ckpt_dir} is not a TinyStories checkpoint (task {meta.get('task')!r})")
     tokenizer = StoryTokenizer.load(Path(ckpt_dir) / meta.get("tokenizer", TOKENIZER_FILE))
     if tokenizer.vocab_size > info.model_config.d_vocab:
         raise CheckpointError(

@@ -113,6 +113,11 @@ def test_files_of_an_unknown_run_and_an_unfinished_run_are_refused(tmp_path, cap
     with pytest.raises(ConfigError, match="unfinished run of this command.*--resume"):
         with claim_output(tmp_path / "killed", fingerprint):
             pass
+    with pytest.raises(
+        ConfigError, match=r"unfinished run of this command \(stopped or killed\); pass --overwrite"
+    ):
+        with claim_output(tmp_path / "killed", fingerprint, resumable=False):  # a command without --resume
+            pass
     with claim_output(tmp_path / "killed", fingerprint, resume=True) as claim:
         assert not claim.done
     with claim_output(tmp_path / "killed", fingerprint) as claim:

@@ -27,6 +27,7 @@ from interp.patching import patch_across_models
 from procedural_tasks import tracr_models
 from procedural_tasks import tracr_programs as tp
 from procedural_tasks.pcfg_protocols import load_pcfg_model
+from procedural_tasks.story_checkpoints import load_story_checkpoint
 from procedural_tasks.tracr_analysis import gradient_share
 from procedural_tasks.tracr_batches import dataset_batch, make_eval_data, tracr_eval_sets, training_batch_fn
 from procedural_tasks.tracr_circuit import operand_circuit, operand_direction, swap_operand
@@ -138,6 +139,8 @@ def test_a_short_finetune_runs_through_the_engine_and_changes_weights(tmp_path):
     # Given to a PCFG stage, it is refused by its task name, not by the shapes of its output classes.
     with pytest.raises(CheckpointError, match=r"is not a PCFG checkpoint \(task 'tracr'\)"):
         load_pcfg_model(tmp_path)
+    with pytest.raises(CheckpointError, match=r"is not a TinyStories checkpoint \(task 'tracr'\)"):
+        load_story_checkpoint(tmp_path)
 
 
 def test_a_checkpoint_of_another_task_is_not_loaded_as_tracr(tmp_path):
