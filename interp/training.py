@@ -329,6 +329,32 @@ def _optimizer_step(
     return float(loss.detach())
 
 
+def check_batch_memory(batch: Batch, d_vocab: int, device: torch.device) -> None:
+    """Refuse a batch whose logits alone (forward, softmax and gradient: three fp32 copies) exceed the memory
+    available now: the kernel's OOM killer would stop this process, and maybe others, mid-run instead."""
+    need = 3 * 4 * batch.tokens.numel() * d_vocab
+    available = _available_memory(device)
+    if available is not None and need > available:
+        rows, cols = batch.tokens.shape
+        raise ConfigError(
+            f"a batch of {rows} x {cols} tokens needs about {need / 2**30:.1f} GiB for its logits alone, more than "
+            f"the {available / 2**30:.1f} GiB available on {device.type}; lower --batch-size"
+        )
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """Bytes that can be allocated on ``device`` now (Linux's MemAvailable on a CPU); None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def train(
     model: torch.nn.Module,
     batch_fn: Callable[[int], Batch],
@@ -352,6 +378,8 @@ def train(
     optimizer = make_optimizer(model, config)
     start, history = _starting_point(out, model, optimizer, config) if resume else (0, [])
     resumed_from = start if resume else None
+    if start < config.steps:
+        check_batch_memory(batch_fn(start), model.cfg.d_vocab, device)
     if out is not None:
         atomic_write_text(out / METRICS, "".join(json.dumps(r) + "\n" for r in history))
     record = _Recorder(model, eval_sets, config, history, out, on_eval)

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from interp import training
 from interp.batches import Batch, EvalSet
 from interp.errors import CheckpointError, ConfigError, TrainingError
 from interp.evaluation import evaluate
@@ -19,6 +20,19 @@ def copy_task_batch(step: int, n: int = 16, seed: int = 0) -> Batch:
     g = torch.Generator().manual_seed(seed * 100_003 + step)
     tokens = torch.randint(10, 20, (n, 6), generator=g)
     return Batch(tokens=tokens, answer_pos=torch.full((n,), 5), answers=tokens[:, 0].clone())
+
+
+def test_a_batch_whose_logits_cannot_fit_is_refused_before_anything_is_written(tmp_path, monkeypatch) -> None:
+    model = build_model(tiny_model_config())  # d_vocab 64: 16 x 6 tokens need 3 x 4 x 96 x 64 = 73,728 bytes
+    assert training._available_memory(torch.device("cpu")) > 2**20  # MemAvailable is read on this machine
+    monkeypatch.setattr(training, "_available_memory", lambda device: 73_727)
+    with pytest.raises(
+        ConfigError, match="a batch of 16 x 6 tokens needs about 0.0 GiB for its logits alone"
+    ):
+        train(model, copy_task_batch, tiny_train_config(steps=2), out_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(training, "_available_memory", lambda device: 73_728)
+    assert train(model, copy_task_batch, tiny_train_config(steps=2), progress=False).final_step == 2
 
 
 def test_schedule_warms_up_then_decays_to_the_floor() -> None:
