@@ -127,9 +127,6 @@ class TracrAnalysisConfig:
             raise ConfigError("score_n and eval_n must be >= 1")
 
 
-ANALYSIS = "analysis.json"
-
-
 def analyse_finetuned(ckpt_dir: str | Path, *, config: TracrAnalysisConfig | None = None) -> dict[str, Any]:
     """Attention masses, detector activity, single-weight pruning, weight diff and patching of a fine-tuned
     model against the exact model it started from (rebuilt from its config); writes ``analysis.json``.

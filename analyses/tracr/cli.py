@@ -29,7 +29,7 @@ from interp.arguments import (
 )
 from interp.config import from_dict, load_config, lookup, to_dict
 from interp.errors import ConfigError
-from interp.jsonio import print_json
+from interp.jsonio import print_json, read_json
 from interp.lr_levels import COMPILED_LEVELS
 from interp.study_runs import SweepOptions, study_flags
 from procedural_tasks.tracr_analysis import ANALYSIS, TracrAnalysisConfig, analyse_finetuned
@@ -101,6 +101,16 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 def cmd_analyse(args: argparse.Namespace) -> None:
     """Attention masses, detector activity, single-weight pruning, weight diff and patching of a run."""
     config = TracrAnalysisConfig(prune_ks=args.prune_ks, score_n=args.score_n, eval_n=args.eval_n)
+    path = Path(args.dir) / ANALYSIS
+    if path.is_file() and not args.overwrite:
+        recorded = read_json(path).get("analysis_config")
+        if recorded == to_dict(config):
+            note = "this analysis is already there; nothing was written (pass --overwrite to redo it)"
+            print_json({"analysis": str(path), "status": "done", "note": note})
+            return
+        raise ConfigError(
+            f"{path} holds an analysis with other settings ({recorded}); pass --overwrite to replace it"
+        )
     result = analyse_finetuned(args.dir, config=config)
     layer = result["attention"]["layer"]
     pruning = result["pruning"]
@@ -171,6 +181,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--score-n", type=positive_int, default=512, help="inputs scoring grad x weight")
     p.add_argument("--eval-n", type=positive_int, default=500, help="inputs per evaluation set")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace DIR/analysis.json made with other settings"
+    )
     p.set_defaults(handler=cmd_analyse)
 
 

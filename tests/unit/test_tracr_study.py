@@ -105,6 +105,11 @@ def test_cli_compile_without_tracr_is_a_one_line_config_error():
     assert "\n" not in str(info.value)
 
 
+def _run(parser, argv: list[str]) -> None:
+    args = parser.parse_args(argv)
+    args.handler(args)
+
+
 def test_cli_finetune_then_analyse(tmp_path, capsys):
     parser = _tracr_parser()
     out = str(tmp_path / "ft")
@@ -118,6 +123,16 @@ def test_cli_finetune_then_analyse(tmp_path, capsys):
     args.handler(args)
     report = json.loads(capsys.readouterr().out)
     assert report["attention_head_layer"] == 1 and report["pruning_ks"] == [0, 1]
+    analysis = tmp_path / "ft" / "analysis.json"
+    before = analysis.read_bytes()
+    args.handler(args)  # the same analysis again: reported as done, nothing rewritten
+    assert json.loads(capsys.readouterr().out)["status"] == "done" and analysis.read_bytes() == before
+    other = ["tracr", "analyse", out, "--prune-ks", "0,2", "--eval-n", "8", "--score-n", "8"]
+    with pytest.raises(ConfigError, match="holds an analysis with other settings.*pass --overwrite"):
+        _run(parser, other)
+    assert analysis.read_bytes() == before
+    _run(parser, [*other, "--overwrite"])
+    assert json.loads(analysis.read_text())["pruning"]["ks"] == [0, 2]
 
 
 def test_presets_are_looked_up_by_name_with_a_one_line_error(tmp_path):
