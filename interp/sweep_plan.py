@@ -93,7 +93,9 @@ class SweepPlan:
 
 
 def stage_of(job: Job) -> str:
-    """A job's stage: the part of its key before the run's hash (``[prefix/]stage/hash``)."""
+    """A job's stage: ``job.stage``, or the part of its key before the run's hash (``[prefix/]stage/hash``)."""
+    if job.stage is not None:
+        return job.stage
     parts = job.key.split("/")
     return parts[-2] if len(parts) > 1 else parts[0]
 

@@ -105,6 +105,7 @@ class Job:
     runtime: Mapping[str, Any] = field(default_factory=dict)  # JSON-native keyword arguments that change how
     # fn runs but never what it writes (e.g. data worker processes): passed to fn, left out of the identity
     # that DONE records, so a finished job is reused whatever they are
+    stage: str | None = None  # the plan's stage (``interp.sweep_plan``); None: read off the key
     root: str | None = None  # the sweep's root directory: paths under it in kwargs are compared with DONE's
     # relative to it (``rooted``), so the jobs of a sweep moved elsewhere are still finished
 
@@ -130,6 +131,10 @@ class Job:
                 f"job '{self.key}': runtime must be a dict whose keys are not in kwargs, got {self.runtime!r}"
             )
         _json_native(dict(self.runtime), f"job '{self.key}' runtime")
+        if self.stage is not None and (not isinstance(self.stage, str) or not self.stage):
+            raise ConfigError(
+                f"job '{self.key}': stage must be a non-empty string or None, got {self.stage!r}"
+            )
         if self.steps is not None and (
             isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0
         ):

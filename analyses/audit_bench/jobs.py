@@ -5,7 +5,6 @@ study's own pretraining and fine-tuning jobs, content-addressed under the benchm
 """
 
 from pathlib import Path
-from typing import Any
 
 from analyses.audit_bench.config import PCFG_CASES, TRACR_CASES, AuditBenchConfig
 from interp.audit_evidence import EvidenceConfig, collect_evidence
@@ -13,9 +12,9 @@ from interp.config import from_dict, to_dict
 from interp.jsonio import write_json
 from interp.lr_levels import lr_for_level
 from interp.relearning import RelearnConfig
-from interp.sweeps import Job, run_dir
+from interp.sweeps import Job, Planner
 from procedural_tasks.pcfg_capability import counting_capability
-from procedural_tasks.pcfg_protocols import load_pcfg_model
+from procedural_tasks.pcfg_protocols import load_pcfg_model, study_preset
 from procedural_tasks.tracr_audit_cases import base_model, case_models, counter_capability
 
 PRETRAIN_LR = 1e-3
@@ -87,28 +86,26 @@ def _pcfg_models(config: AuditBenchConfig, root: Path, add) -> dict[tuple[str, i
             kwargs = {**common, "prior": prior, "seed": seed, "lr": PRETRAIN_LR}
             if config.pcfg_pretrain_steps is not None:
                 kwargs["steps"] = config.pcfg_pretrain_steps
-            dirs[name, seed] = add("pretrain", "analyses.pcfg.jobs:job_pretrain", kwargs, [])
+            steps = kwargs.get("steps", study_preset(config.pcfg_preset).pretrain_steps_for(prior))
+            dirs[name, seed] = add("pretrain", "analyses.pcfg.jobs:job_pretrain", kwargs, [], steps=steps)
         if "wrapped" in config.pcfg_cases:
             kwargs = {**common, "base": str(dirs["pretrained", seed]), "seed": seed}
             kwargs |= {"lr": lr_for_level("M", PRETRAIN_LR), "lr_level": "M", "lr_labelling": "main_text"}
             kwargs |= {"c_tr": 1.0, "q": 1}
             dirs["finetuned", seed] = add(
-                "finetune", "analyses.pcfg.jobs:job_finetune", kwargs, [dirs["pretrained", seed]]
+                "finetune",
+                "analyses.pcfg.jobs:job_finetune",
+                kwargs,
+                [dirs["pretrained", seed]],
+                steps=study_preset(config.pcfg_preset).finetune_steps,
             )
     return dirs
 
 
 def plan(config: AuditBenchConfig, root: Path) -> tuple[list[Job], list[Path]]:
     """Every job of the benchmark, and the case directories whose evidence the results read."""
-    jobs: list[Job] = []
-    keys: dict[Path, str] = {}
-
-    def add(stage: str, fn: str, kwargs: dict[str, Any], deps) -> Path:
-        out = run_dir(root, stage, kwargs)
-        keys[out] = f"{stage}/{out.name}"
-        jobs.append(Job(key=keys[out], fn=fn, out_dir=out, kwargs=kwargs, deps=tuple(keys[d] for d in deps)))
-        return out
-
+    planner = Planner(root)
+    add = planner.add
     cases: list[Path] = []
     for case in config.tracr_cases:
         for seed in config.seeds:
@@ -124,6 +121,7 @@ def plan(config: AuditBenchConfig, root: Path) -> tuple[list[Job], list[Path]]:
                     f"{__name__}:job_tracr_case",
                     kwargs | {"relearn": to_dict(config.tracr_relearn)},
                     [],
+                    steps=config.tracr_train_steps,
                 )
             )
     if config.pcfg_cases:
@@ -152,4 +150,4 @@ def plan(config: AuditBenchConfig, root: Path) -> tuple[list[Job], list[Path]]:
                         deps,
                     )
                 )
-    return jobs, cases
+    return planner.jobs, cases

@@ -62,6 +62,7 @@ def plan_study(config: GAMStudyConfig, root: Path) -> Plan:
             "lm",
             "analyses.gam.lm:job_lm",
             {**lm_common, "model": models[arch], "seed": seed, "device": config.device},
+            steps=config.lm_steps,
         )
         for arch in ARCHS
         for seed in config.seeds
@@ -83,7 +84,10 @@ def _plan_pcfg(
     covered = {"window": config.covered_window, "region": config.covered_region}
     dirs = {
         ("gam", "cpu_window", seed): planner.add(
-            "pretrain", "analyses.gam.pcfg_jobs:job_pretrain", {**base, **cpu_window, "model": models["gam"]}
+            "pretrain",
+            "analyses.gam.pcfg_jobs:job_pretrain",
+            {**base, **cpu_window, "model": models["gam"]},
+            steps=config.pretrain_steps,
         )
     }
     stage = {"preset": config.pcfg_preset, "seed": seed, "device": config.device}
@@ -94,6 +98,7 @@ def _plan_pcfg(
                 "pretrain",
                 "analyses.gam.pcfg_jobs:job_pretrain",
                 {**base, **covered, "prior": prior, "model": model},
+                steps=config.pretrain_steps,
             )
             for prior in ("low", "medium", "only_b")
         }
@@ -104,20 +109,26 @@ def _plan_pcfg(
                 {**stage, "base": str(pre[prior]), "lr": ft_lr, "lr_level": FT_LEVEL}
                 | {"lr_labelling": "main_text", "c_tr": 1.0, "q": 1},
                 [pre[prior]],
+                steps=sp.finetune_steps,
             )
             for prior in ("low", "medium")
         }
         reverse = {**stage, "lr": ft_lr, "lr_level": FT_LEVEL, "threshold_frac": 0.9, "from_scratch": False}
         reverse["reference"] = str(pre["low"])
         rev_ft = planner.add(
-            "reverse", f"{PCFG}:job_reverse", {**reverse, "start": str(ft["low"])}, [ft["low"], pre["low"]]
+            "reverse",
+            f"{PCFG}:job_reverse",
+            {**reverse, "start": str(ft["low"])},
+            [ft["low"], pre["low"]],
+            steps=sp.reverse_steps,
         )
-        control_steps = config.control_reverse_factor * study_preset(config.pcfg_preset).reverse_steps
+        control_steps = config.control_reverse_factor * sp.reverse_steps
         rev_ctrl = planner.add(
             "reverse",
             f"{PCFG}:job_reverse",
             {**reverse, "start": str(pre["only_b"]), "steps": control_steps},
             [pre["only_b"], pre["low"]],
+            steps=control_steps,
         )
         audit_dir = planner.add(
             "audit",

@@ -160,7 +160,19 @@ def reverse_config(config: TracrStudyConfig, seed: int) -> TracrReverseFTConfig:
 
 
 def _job(out: Path, stage: str, key: str, fn: str, kwargs: dict[str, Any], deps: tuple[str, ...] = ()) -> Job:
-    return Job(key=key, fn=f"{JOBS}:{fn}", out_dir=run_dir(out, stage, kwargs), kwargs=kwargs, deps=deps)
+    """A job of ``stage`` with its training steps (for the plan) read off its fine-tuning or reverse config."""
+    train = next(
+        (kwargs[k]["train"] for k in ("finetune", "reverse") if isinstance(kwargs.get(k), dict)), None
+    )
+    return Job(
+        key=key,
+        fn=f"{JOBS}:{fn}",
+        out_dir=run_dir(out, stage, kwargs),
+        kwargs=kwargs,
+        deps=deps,
+        stage=stage,
+        steps=None if train is None else train["steps"],
+    )
 
 
 def ft_key(program: str, level: str, c_tr: float, seed: int) -> str:

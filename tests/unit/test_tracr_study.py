@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from analyses.cli import main as cli_main
 from analyses.tracr.cli import add_commands, main
 from analyses.tracr.config import PRESETS, TracrStudyConfig, deviations_markdown
 from analyses.tracr.jobs import build_jobs, job_finetune
@@ -141,3 +142,22 @@ def test_presets_are_looked_up_by_name_with_a_one_line_error(tmp_path):
         main(["--preset", "huge", "--out", str(tmp_path)])
     assert "\n" not in str(info.value)
     assert not any(tmp_path.iterdir())  # nothing was run or written
+
+
+@pytest.mark.parametrize("study", ["tracr", "gam", "audit-bench"])
+def test_every_study_plan_names_its_stages_and_counts_their_steps(study, tmp_path, capsys):
+    """--plan projects each stage's training steps (it gave every Tracr, GAM and audit-bench stage 0 steps)."""
+    argv = {
+        "tracr": ["reproduce", "tracr", "--preset", "tiny"],
+        "gam": ["reproduce", "gam", "--preset", "tiny", "--seeds", "1"],
+        "audit-bench": ["audit-bench", "--preset", "tiny", "--seeds", "2"],
+    }[study]
+    with pytest.raises(SystemExit) as stop:
+        cli_main([*argv, "--out", str(tmp_path / "plan"), "--plan", "--ms-per-step", "10"])
+    assert stop.value.code == 0
+    plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    stages = {s["stage"]: s["steps"] for s in plan["stages"]}
+    trained = {"tracr": ("finetune", "reverse_ft"), "gam": ("lm", "pretrain", "finetune", "reverse")}
+    trained["audit-bench"] = ("tracr", "pretrain")
+    assert all(stages[name] > 0 for name in trained[study]), stages
+    assert plan["projected_steps"] > 0 and "projection: none yet" not in capsys.readouterr().out
