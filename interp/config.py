@@ -123,12 +123,12 @@ def to_json(config: Any, *, indent: int | None = 2) -> str:
     return json.dumps(to_dict(config), indent=indent, sort_keys=True)
 
 
-def from_json(cls: type[C], text: str) -> C:
-    """Parse JSON text into ``cls``; malformed JSON is a ConfigError."""
+def from_json(cls: type[C], text: str, *, source: str = "config") -> C:
+    """Parse JSON text into ``cls``; malformed JSON is a ConfigError naming ``source``."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"config is not valid JSON: {exc}") from None
+        raise ConfigError(f"{source} is not valid JSON: {exc}") from None
     return from_dict(cls, data)
 
 
@@ -148,8 +148,11 @@ def load_config(cls: type[C], path: str | Path) -> C:
         try:
             return from_dict(cls, yaml.load(text, Loader=Loader))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
-    return from_json(cls, text)
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise ConfigError(f"config {path} is not valid YAML: {problem}{where}") from None
+    return from_json(cls, text, source=f"config {path}")
 
 
 def config_hash(config: Any, *, length: int = 12) -> str:

@@ -25,6 +25,7 @@ from torch import Tensor
 from interp.activations import check_hook_names, query_dim, select_positions
 from interp.batches import Batch, EvalSet
 from interp.errors import ConfigError, DataError
+from interp.gam import GAMModel
 from interp.models import model_device
 from interp.runtime import eval_mode
 
@@ -97,6 +98,11 @@ def _run_patched(
 
 def check_pair(source: torch.nn.Module, target: torch.nn.Module) -> None:
     """A one-line ConfigError unless the two models share an architecture and a vocabulary size."""
+    kinds = ["GAM" if isinstance(model, GAMModel) else "transformer" for model in (source, target)]
+    if kinds[0] != kinds[1]:
+        raise ConfigError(
+            f"the two models differ in architecture ({kinds[0]} vs {kinds[1]}); compare models of one"
+        )
     for field in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab"):
         a, b = getattr(source.cfg, field), getattr(target.cfg, field)
         if a != b:

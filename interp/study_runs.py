@@ -166,6 +166,10 @@ def run_study_sweep(sweep: StudySweep[P], out: Path, options: SweepOptions | Non
         out, fingerprint, overwrite=options.overwrite, resume=options.resume, continues=True
     ) as claim:
         if claim.done and (out / RESULTS).is_file() and not options.plan:
+            note = (
+                f"{out} holds this finished study; nothing was run or written (pass --overwrite to redo it)"
+            )
+            print(f"ftmech: note: {note}", file=sys.stderr)
             return read_json(out / RESULTS)
         if not claim.done:
             write_json(out / sweep.config_file, sweep.config)

@@ -255,7 +255,9 @@ def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) 
     argv = command(out)
     assert main(argv) == 0
     before = _hashes(out)
+    capsys.readouterr()
     assert main(argv) == 0 and _hashes(out) == before
+    assert "holds this finished study; nothing was run or written" in capsys.readouterr().err
     out.rename(moved)  # a finished study moved elsewhere is still finished: nothing is redone or written
     assert main(command(moved)) == 0 and _hashes(moved) == before
     moved.rename(out)

@@ -166,6 +166,9 @@ def test_probe_diff_and_patch_run_and_attention_maps_say_why_not() -> None:
     assert set(result.patched) == set(names)
     with pytest.raises(ConfigError, match="attention maps need attention"):
         attention_diff(base, tuned, batch, key_groups={"a": batch.tokens == 1})
+    transformer = build_model(dataclasses.replace(gam_config(), architecture="transformer", n_heads=1))
+    with pytest.raises(ConfigError, match=r"the two models differ in architecture \(transformer vs GAM\)"):
+        patch_across_models(transformer, tuned, batch, hook_names=names, metric=answer_accuracy)
 
 
 def test_gam_presets_match_the_transformer_they_stand_beside() -> None:

@@ -101,6 +101,15 @@ def test_yaml_configs_read_exponent_floats_and_every_field_is_type_checked(tmp_p
         path.write_text(text + "\n")
         with pytest.raises(ConfigError, match=re.escape(message)):
             load_config(TrainConfig, path)
+    path.write_text("steps: [1\nlr: 2\n")
+    with pytest.raises(
+        ConfigError, match=f"config {re.escape(str(path))} is not valid YAML: .* at line 2"
+    ) as info:
+        load_config(TrainConfig, path)
+    assert "\n" not in str(info.value)
+    (tmp_path / "train.json").write_text('{"steps": 3,}')
+    with pytest.raises(ConfigError, match="train.json is not valid JSON: Expecting property name"):
+        load_config(TrainConfig, tmp_path / "train.json")
 
 
 def test_checkpoint_round_trip(tmp_path) -> None:
