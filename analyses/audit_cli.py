@@ -134,6 +134,9 @@ def cmd_audit(args: argparse.Namespace) -> None:
     thresholds = AuditThresholds(
         **{f: getattr(args, f) for f in THRESHOLD_FLAGS if getattr(args, f) is not None}
     )
+    repeated = sorted({d for d in args.finetuned if args.finetuned.count(d) > 1})
+    if repeated:
+        raise ConfigError(f"each --finetuned directory is one seed; {', '.join(repeated)} is given twice")
     if args.reference and len(args.reference) not in (1, len(args.finetuned)):
         raise ConfigError(f"give one --reference, or one per --finetuned directory ({len(args.finetuned)})")
     base = load_model(args.base, device=device)

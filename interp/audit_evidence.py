@@ -48,6 +48,8 @@ class EvidenceConfig:
     def __post_init__(self) -> None:
         if self.prune_method not in ("ablation", "saliency"):
             raise ConfigError(f"prune_method must be ablation or saliency, got {self.prune_method!r}")
+        if not any(k > 0 for k in self.prune_ks) or any(k < 0 for k in self.prune_ks):
+            raise ConfigError(f"prune_ks must be >= 0 with at least one K > 0, got {self.prune_ks}")
         if self.prune_examples < 1:
             raise ConfigError(f"prune_examples must be >= 1, got {self.prune_examples}")
         if self.prune_method == "ablation" and self.prune_level != "neuron":

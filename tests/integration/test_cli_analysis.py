@@ -113,11 +113,14 @@ def test_audit_of_pcfg_checkpoints_gives_one_of_four_labels_and_writes_its_repor
         (["--capability", "pcfg:index:a"], "pcfg:count:OPERAND"),
         (["--capability", "bogus:x"], "unknown capability kind"),
         (["--reference", "/nonexistent/dir"], "argument --reference: /nonexistent/dir does not exist"),
+        (["--finetuned", "FT", "FT"], "each --finetuned directory is one seed"),
+        (["--prune-ks", "0"], "prune_ks must be >= 0 with at least one K > 0"),
     ],
 )
 def test_audit_bad_input_is_one_line(checkpoints, capsys, bad, says):
     pt, ft = checkpoints
     capsys.readouterr()
+    bad = [str(ft) if a == "FT" else a for a in bad]
     argv = ["audit", "--base", str(pt), "--finetuned", str(ft), "--capability", "pcfg:count:a", *bad]
     assert main([*argv, "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
