@@ -53,6 +53,12 @@ def cmd_report(args: argparse.Namespace) -> None:
             f"{path} records no known study ({', '.join(STUDIES)}); it predates schema 1 or was not written "
             "by ftmech reproduce: rerun the study to rewrite it"
         )
+    schema = getattr(_study_module(study, "results"), "SCHEMA_VERSION", None)
+    if schema is not None and results.get("schema_version") != schema:
+        raise ConfigError(
+            f"{path} has {study} results schema {results.get('schema_version')!r}, and this ftmech reads schema "
+            f"{schema}; rerun the study to rewrite it"
+        )
     try:
         report = _study_module(study, "report").write_study_report(results, out / "report.html")
     except (KeyError, TypeError, AttributeError, IndexError) as exc:

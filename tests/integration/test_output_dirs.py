@@ -173,6 +173,9 @@ def test_report_of_an_incomplete_results_file_is_one_line(tmp_path, capsys) -> N
     code, _, err = _run(["report", str(tmp_path)], capsys)
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "is incomplete or not a pcfg result (KeyError" in err and not (tmp_path / "report.html").exists()
+    (tmp_path / "results.json").write_text('{"study": "tracr", "schema_version": 999}')
+    code, _, err = _run(["report", str(tmp_path)], capsys)
+    assert code == 2 and "has tracr results schema 999, and this ftmech reads schema 2" in err
 
 
 def test_a_failed_fresh_run_leaves_no_directory(tmp_path, capsys) -> None:
