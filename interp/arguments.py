@@ -62,10 +62,17 @@ def random_seed(text: str) -> int:
 def ray_address(text: str) -> str:
     """A Ray cluster to join: ``auto`` (the one started on this machine), ``HOST:PORT`` or ``ray://HOST:PORT``
     (Ray Client)."""
-    host, _, port = text.removeprefix("ray://").rpartition(":")
-    if text != "auto" and not (host and port.isdigit() and 0 < int(port) < 65536):
+    if text != "auto" and ray_host_port(text) is None:
         raise argparse.ArgumentTypeError(f"must be auto, HOST:PORT or ray://HOST:PORT, got {text!r}")
     return text
+
+
+def ray_host_port(address: str) -> tuple[str, int] | None:
+    """The host and port of a ``HOST:PORT`` or ``ray://HOST:PORT`` Ray address; None for any other text."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if host and port.isdigit() and 0 < int(port) < 65536:
+        return host.strip("[]"), int(port)
+    return None
 
 
 def positive_float(text: str) -> float:

@@ -26,6 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from interp.arguments import ray_host_port
 from interp.atomic_files import atomic_write_text
 from interp.errors import ConfigError
 
@@ -218,10 +219,12 @@ def check_ray_address(address: str | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     if not address or address == "auto":
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host_port = ray_host_port(address)
+    if host_port is None:
+        raise ConfigError(f"the Ray address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except (OSError, ValueError) as exc:
+        socket.create_connection(host_port, timeout=5).close()
+    except OSError as exc:
         raise ConfigError(
             f"nothing answers at the Ray address {address} ({getattr(exc, 'strerror', None) or exc}); start the cluster "
             "(`ray start --head`) or check --ray-address and $RAY_ADDRESS"

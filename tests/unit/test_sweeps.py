@@ -385,6 +385,9 @@ def test_ray_addresses_are_checked_before_anything_runs(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
     with pytest.raises(ConfigError, match=f"nothing answers at the Ray address 127.0.0.1:{port}"):
         check_ray_address(None)
+    monkeypatch.setenv("RAY_ADDRESS", "head")
+    with pytest.raises(ConfigError, match="the Ray address 'head' is not auto, HOST:PORT or ray://HOST:PORT"):
+        check_ray_address(None)
 
 
 def test_packed_local_workers_are_pinned_to_their_gpu_and_give_the_same_files(tmp_path, monkeypatch):
