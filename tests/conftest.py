@@ -1,6 +1,7 @@
 """Shared test set-up: offline, one torch thread, hypothesis CI profile, tiny config factories."""
 
 import dataclasses
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -23,6 +24,15 @@ torch.set_num_threads(1)
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=50)
 settings.register_profile("dev", deadline=None, max_examples=25)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` by relative path: equal before and after means nothing was written."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def tiny_model_config(**overrides) -> ModelConfig:

@@ -9,12 +9,12 @@ holding every ``--out``) unchanged file by file. The checks are parse-level, so 
 """
 
 import argparse
-import hashlib
 from pathlib import Path
 
 import pytest
 
 from analyses.cli import STUDIES, build_parser, main, study_parser
+from tests.conftest import file_hashes
 
 DIR = "<prepared>"  # replaced by the prepared directory when a case runs
 MISSING = f"{DIR}/no/such/path"
@@ -122,14 +122,6 @@ def test_matrix_covers_every_command() -> None:
     assert len(CASES) > 8 * len(names)
 
 
-def _hashes(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     """A directory that looks like a finished run: a checkpoint, results and a config."""
@@ -145,12 +137,12 @@ def prepared(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("argv, flag", CASES)
 def test_malformed_value_is_one_line_naming_the_flag(argv, flag, prepared, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # a default --out (runs/...) would land here, not in the checkout
-    before = _hashes(prepared)
+    before = file_hashes(prepared)
     code = main([a.replace(DIR, str(prepared)) for a in argv])
     err = capsys.readouterr().err
     assert code == 2
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and err.startswith("ftmech: error:"), err
     assert flag in err, err
-    assert _hashes(prepared) == before
+    assert file_hashes(prepared) == before
     assert not list(tmp_path.iterdir())

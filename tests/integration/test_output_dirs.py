@@ -3,7 +3,6 @@
 the previous complete file; and the input defects of issue 16 end in one line, not a traceback or a run.
 """
 
-import hashlib
 import json
 import os
 import signal
@@ -19,16 +18,9 @@ from analyses.pcfg.config import PCFGStudyConfig
 from interp.config import to_json
 from interp.errors import ConfigError
 from interp.run_dirs import LOCK, MARKER, acquire_lock, claim_output
+from tests.conftest import file_hashes
 
 TRAIN = ["--preset", "tiny", "--device", "cpu", "--no-progress"]
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def _run(argv: list[str], capsys) -> tuple[int, str, str]:
@@ -72,7 +64,7 @@ def runs(tmp_path_factory) -> dict[str, list[str]]:
 def test_a_finished_run_survives_a_repeated_command_byte_for_byte(command, runs, capsys) -> None:
     argv = runs[command]
     out = Path(argv[-1])
-    before = _hashes(out)
+    before = file_hashes(out)
     assert json.loads((out / MARKER).read_text())["status"] == "done"
     code, stdout, _ = _run(argv, capsys)
     assert code == 0 and json.loads(stdout)["status"] == "done"
@@ -80,21 +72,21 @@ def test_a_finished_run_survives_a_repeated_command_byte_for_byte(command, runs,
     code, _, err = _run(changed, capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "holds a run with other settings (differs in: seed)" in err and "--overwrite" in err
-    assert _hashes(out) == before and not (out / LOCK).exists()
+    assert file_hashes(out) == before and not (out / LOCK).exists()
 
 
 def test_overwrite_replaces_a_run_and_removes_the_old_one_only_after(runs, tmp_path, capsys) -> None:
     out = tmp_path / "pt"
     first = ["pretrain", *TRAIN, "--steps", "2", "--out", str(out)]
     assert main(first) == 0
-    before = _hashes(out)
+    before = file_hashes(out)
     bad = ["pretrain", *TRAIN, "--steps", "2", "--model", "no_such_model", "--overwrite", "--out", str(out)]
     code, _, err = _run(bad, capsys)
-    assert code == 2 and _hashes(out) == before  # the new run failed: the old one is back in place
+    assert code == 2 and file_hashes(out) == before  # the new run failed: the old one is back in place
     assert [p.name for p in tmp_path.iterdir()] == ["pt"]
     again = ["pretrain", *TRAIN, "--steps", "3", "--overwrite", "--out", str(out)]
     assert main(again) == 0
-    assert _hashes(out)["model.safetensors"] != before["model.safetensors"]
+    assert file_hashes(out)["model.safetensors"] != before["model.safetensors"]
     assert json.loads((out / "config.json").read_text())["metadata"]["stage_config"]["train"]["steps"] == 3
     assert [p.name for p in tmp_path.iterdir()] == ["pt"]  # nothing left aside
 
@@ -161,11 +153,11 @@ def test_an_edited_stage_config_file_is_another_run(runs, tmp_path, capsys) -> N
     config.write_text(json.dumps(stage))
     argv = ["pretrain", "--device", "cpu", "--no-progress", "--config", str(config), "--out", str(out)]
     assert main(argv) == 0
-    before = _hashes(out)
+    before = file_hashes(out)
     config.write_text(json.dumps(stage | {"train": stage["train"] | {"steps": 6}}))
     code, _, err = _run(argv, capsys)
     assert code == 2 and "holds a run with other settings (differs in: config.sha256)" in err
-    assert _hashes(out) == before
+    assert file_hashes(out) == before
 
 
 def test_report_of_an_incomplete_results_file_is_one_line(tmp_path, capsys) -> None:
@@ -257,17 +249,17 @@ def test_reproduce_keeps_a_finished_study_and_refuses_another(tmp_path, capsys) 
 
     argv = command(out)
     assert main(argv) == 0
-    before = _hashes(out)
+    before = file_hashes(out)
     capsys.readouterr()
-    assert main(argv) == 0 and _hashes(out) == before
+    assert main(argv) == 0 and file_hashes(out) == before
     assert "holds this finished study; nothing was run or written" in capsys.readouterr().err
     out.rename(moved)  # a finished study moved elsewhere is still finished: nothing is redone or written
-    assert main(command(moved)) == 0 and _hashes(moved) == before
+    assert main(command(moved)) == 0 and file_hashes(moved) == before
     moved.rename(out)
     other = _study(tmp_path, "b.json", ("low", "medium"))
     code, _, err = _run([*argv[:3], other, *argv[4:]], capsys)
     assert code == 2 and "holds a run with other settings (differs in: config.priors)" in err
-    assert _hashes(out) == before
+    assert file_hashes(out) == before
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,12 @@
 """``ftmech reproduce tinystories`` end to end at a tiny size: its sweep's config is a list of settings, which
 the study-run checks (device, output claim) must take like the other studies' single config."""
 
-import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
 from analyses.cli import main
+from tests.conftest import file_hashes
 
 TINY = {
     "seeds": [0, 1],
@@ -32,14 +31,6 @@ TINY = {
     },
     "device": "cpu",
 }
-
-
-def _hashes(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in root.rglob("*")
-        if p.is_file()
-    }
 
 
 @pytest.fixture
@@ -69,8 +60,8 @@ def test_the_study_runs_plans_and_is_not_redone(config, tmp_path, capsys) -> Non
     results = json.loads((out / "results.json").read_text())
     assert results["study"] == "tinystories" and list(results["settings"]) == ["synthetic-twist"]
     assert (out / "report.html").is_file() and (out / "synthetic-twist" / "results.json").is_file()
-    before = _hashes(out)
-    assert main(argv) == 0 and _hashes(out) == before
+    before = file_hashes(out)
+    assert main(argv) == 0 and file_hashes(out) == before
 
 
 def test_an_unknown_device_is_refused_before_anything_is_written(config, tmp_path, capsys) -> None:
