@@ -17,6 +17,7 @@ import transformer_lens.model_bridge.sources.native  # noqa: F401  (attaches Tra
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
+from interp.causal_attention import use_additive_mask
 from interp.errors import ConfigError
 from interp.gam import GAMConfig, GAMModel, build_gam
 from interp.runtime import resolve_device
@@ -180,14 +181,15 @@ def gam_config(config: ModelConfig) -> GAMConfig:
 
 
 def build_model(config: ModelConfig, *, device: str = "cpu") -> TransformerBridge | GAMModel:
-    """A randomly initialised model for ``config``, seeded by ``config.seed``: a TransformerBridge, or a
-    ``GAMModel`` for ``architecture="gam"``.
+    """A randomly initialised model for ``config``, seeded by ``config.seed``: a TransformerBridge (its
+    attention adds the causal mask, ``interp.causal_attention``), or a ``GAMModel`` for ``architecture="gam"``.
 
     Construction runs inside ``fork_rng``, so the caller's global RNG is left untouched.
     """
     if config.architecture == "gam":
         return build_gam(gam_config(config), device=resolve_device(device))
-    return TransformerBridge.boot_native(bridge_config(config), device=resolve_device(device))
+    bridge = TransformerBridge.boot_native(bridge_config(config), device=resolve_device(device))
+    return use_additive_mask(bridge)
 
 
 def n_params(model: torch.nn.Module) -> int:
