@@ -1,17 +1,18 @@
 """TransformerLens's native causal attention with the causal mask added to the scores instead of filled in.
 
 ``NativeAttention`` masks the scores with a boolean ``masked_fill`` and masks the pattern again after the softmax.
-On CPUs without AVX2 a broadcast ``masked_fill`` runs about ten times slower than an add (0.6 against 0.06 ms on
-a 64 x 4 x 48 x 48 score tensor), so the two fills and their two backward fills cost as much as the attention
-matmuls. Adding a 0 / -inf mask gives the same scores bit for bit (x + 0 = x, x + -inf = -inf), the softmax
-gives exact zeros where they were filled, and the gradients are the same, so losses, weights and every hook's
-activation are unchanged; the benchmark ``benchmarks/bench_training.py`` and the README give the speed-up.
+A ``masked_fill`` whose mask is broadcast over batch and heads runs about ten times slower on a CPU than an add
+(0.6 against 0.06 ms on a 64 x 4 x 48 x 48 score tensor, one thread, AVX-512), so the two fills and their
+backward fills cost about as much as the attention matmuls. Adding a 0 / -inf mask gives the same scores bit for
+bit (x + 0 = x, x + -inf = -inf), the softmax gives exact zeros where they were filled and the same gradients, so
+losses, weights and every hook's activation are unchanged (``tests/unit/test_causal_attention.py``).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformer_lens.model_bridge.sources.native.model import NativeAttention
+from transformer_lens.utilities.activation_functions import softcap_enabled
 
 
 class AdditiveMaskAttention(NativeAttention):
@@ -26,7 +27,8 @@ class AdditiveMaskAttention(NativeAttention):
         pattern_fn=None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if attention_mask is not None or not self.causal or self.attn_scores_soft_cap or self.kv_repeats > 1:
+        stock = attention_mask is not None or not self.causal or self.kv_repeats > 1
+        if stock or softcap_enabled(self.attn_scores_soft_cap):
             return super().forward(hidden_states, attention_mask, position_ids, pattern_fn, **kwargs)
         batch, seq, _ = hidden_states.shape
         q = self.q(hidden_states).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)

@@ -38,6 +38,17 @@ def _train(model: torch.nn.Module, tokens: torch.Tensor, steps: int) -> list[flo
 
 
 @pytest.mark.parametrize("shape", SHAPES)
+def test_our_models_take_the_additive_path(shape: str, monkeypatch) -> None:
+    ours, _ = _pair(SHAPES[shape])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the stock masked_fill attention ran")
+
+    monkeypatch.setattr(NativeAttention, "forward", refuse)
+    ours(torch.zeros(2, 12, dtype=torch.long))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_training_and_every_hooked_activation_match_the_stock_attention_bit_for_bit(shape: str) -> None:
     ours, stock = _pair(SHAPES[shape])
     assert all(type(m) is AdditiveMaskAttention for m in ours.modules() if isinstance(m, NativeAttention))
