@@ -1,15 +1,19 @@
 """One training step of the TransformerLens model against its peers, all measured in this one process: Hugging
 Face ``transformers`` GPT-2 of the same shape (SDPA and eager attention, built from a local GPT2Config, nothing
-downloaded), plain PyTorch with SDPA, the TransformerLens model under bf16 autocast (fast where the CPU has
-native bf16, which the machine record says), and the machine's own fp32 matmul rate, so that every figure is
-also a % of what a matmul reaches here; and the PCFG generator's batches/s against the training steps/s. Writes
-``benchmarks/results/bench_training_<machine>_<date>.json`` (the machine described in it) and prints it.
+downloaded), plain PyTorch with SDPA, the TransformerLens model with TransformerLens's stock attention (which
+``interp.causal_attention`` replaces bit for bit), the TransformerLens model under bf16 autocast (fast where the
+CPU has native bf16, which the machine record says), and the machine's own fp32 matmul rate, so that every
+figure is also a % of what a matmul reaches here; and the PCFG generator's batches/s against the training
+steps/s. Writes ``benchmarks/results/bench_training_<machine>_<date>.json`` (the machine described in it) and
+prints it.
 
     python benchmarks/bench_training.py [--preset cpu] [--batch-size 32] [--steps 20] [--rounds 5] [--threads 1]
-                                        [--note "machine shared with ..."]
+                                        [--loss sequence|answer] [--note "machine shared with ..."]
 
 A step is forward + backward + AdamW on the next-token loss over the whole sequence, so every position's logits
-get a gradient. FLOPs per step = tokens x (6 N + 12 n_layers d_model seq_len), tokens = batch x seq_len: 6 N for
+get a gradient (``--loss answer``: on the answer token, as the PCFG study trains). Each model's ``ms_per_step``
+is the median over rounds; ``paired_time_vs_transformer_lens`` the median over rounds of its time over the
+TransformerLens model's in the same round, which a machine whose speed drifts between rounds moves less. FLOPs per step = tokens x (6 N + 12 n_layers d_model seq_len), tokens = batch x seq_len: 6 N for
 the weight matmuls (N: attention, MLP and unembedding weights; 2 N forward, 4 N backward) and 12 n_layers
 d_model seq_len for the attention scores and their weighted sum (PaLM's count, the masked half included). Layer
 norms, activations, softmax and the optimizer are not counted: they are the memory-bound rest. The matmul rate is
@@ -29,9 +33,11 @@ import torch
 import torch.nn.functional as F
 from bench_record import RESULTS_DIR, describe_machine, write_result
 from torch import nn
+from transformer_lens.model_bridge import TransformerBridge
 
+from interp.batches import Batch
 from interp.config import to_dict
-from interp.models import ModelConfig, build_model, preset
+from interp.models import ModelConfig, bridge_config, build_model, preset
 from interp.runtime import resolve_device, set_threads
 from procedural_tasks.pcfg_protocols import pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
@@ -108,6 +114,10 @@ class HFLogits(nn.Module):
 MODELS: dict[str, Callable[[ModelConfig, str], nn.Module]] = {
     "transformer_lens": lambda cfg, device: build_model(cfg, device=device),
     "transformer_lens_bf16": lambda cfg, device: build_model(cfg, device=device),
+    # TransformerLens's own masked_fill attention, which interp.causal_attention replaces bit for bit
+    "transformer_lens_stock_attention": lambda cfg, device: TransformerBridge.boot_native(
+        bridge_config(cfg), device=resolve_device(device)
+    ),
     "hf_gpt2_sdpa": lambda cfg, device: HFLogits(cfg, "sdpa").to(device),
     "hf_gpt2_eager": lambda cfg, device: HFLogits(cfg, "eager").to(device),
     "plain_torch_sdpa": lambda cfg, device: PlainGPT(cfg).to(device),
@@ -131,21 +141,36 @@ def _sync(device: torch.device) -> None:
 BF16 = ("transformer_lens_bf16",)  # trained under bf16 autocast, as ``--precision bf16`` trains
 
 
+LOSSES = ("sequence", "answer")
+
+
 class Trainer:
-    """One model with its AdamW, stepping on the next-token loss of a fixed list of token batches."""
+    """One model with its AdamW, stepping on a fixed list of PCFG batches: the next-token loss at every position
+    (``sequence``) or the study's loss on the answer token alone (``answer``)."""
 
     def __init__(
-        self, model: nn.Module, batches: list[torch.Tensor], device: torch.device, bf16: bool = False
+        self,
+        model: nn.Module,
+        batches: list[Batch],
+        device: torch.device,
+        bf16: bool = False,
+        loss: str = "sequence",
     ) -> None:
         self.model, self.batches, self.device, self.bf16 = model.train(), batches, device, bf16
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        self.loss = loss
         self.done = 0
 
     def step(self) -> None:
-        tokens = self.batches[self.done % len(self.batches)]
+        batch = self.batches[self.done % len(self.batches)]
+        tokens = batch.tokens
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(tokens)
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten())
+        if self.loss == "answer":
+            answer = logits[torch.arange(len(tokens), device=tokens.device), batch.answer_pos]
+            loss = F.cross_entropy(answer.float(), batch.answers)
+        else:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -196,6 +221,12 @@ def main(argv: list[str] | None = None) -> Path:
         "--rounds", type=int, default=5, help="rounds of every model in turn; the median is reported"
     )
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per model first")
+    p.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="sequence",
+        help="next-token loss at every position, or answer-token",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--matmul-n", type=int, default=1024, help="size of the square matmul measuring the rate")
@@ -210,14 +241,14 @@ def main(argv: list[str] | None = None) -> Path:
     sp = study_preset(args.preset)
     batch_size = args.batch_size or sp.batch_size
     task = PCFGTask(sp.task)
-    batches = [task.batch(pretrain_spec(), batch_size, seed=0, step=i).tokens.to(device) for i in range(4)]
-    seq_len = batches[0].shape[1]
+    batches = [task.batch(pretrain_spec(), batch_size, seed=0, step=i).to(device) for i in range(4)]
+    seq_len = batches[0].tokens.shape[1]
     cfg = preset(sp.model).for_task(d_vocab=len(task.vocab), n_ctx=seq_len)
 
     trainers = {}
     for name, make in MODELS.items():
         torch.manual_seed(0)
-        trainers[name] = Trainer(make(cfg, str(device)), batches, device, bf16=name in BF16)
+        trainers[name] = Trainer(make(cfg, str(device)), batches, device, bf16=name in BF16, loss=args.loss)
         for _ in range(args.warmup):
             trainers[name].step()
     times: dict[str, list[float]] = {name: [] for name in trainers}
@@ -244,6 +275,9 @@ def main(argv: list[str] | None = None) -> Path:
             "gflop_per_s": flops / s / 1e9,
             "pct_of_matmul_rate": 100 * flops / s / 1e9 / peak,
             "time_vs_transformer_lens": s / tl_s,
+            "paired_time_vs_transformer_lens": statistics.median(
+                t / tl for t, tl in zip(times[name], times["transformer_lens"], strict=True)
+            ),
             **({"attention": trainer.model.attention} if isinstance(trainer.model, HFLogits) else {}),
             "precision": "bf16 autocast" if trainer.bf16 else "fp32",
         }
@@ -262,7 +296,9 @@ def main(argv: list[str] | None = None) -> Path:
             "steps_per_round": args.steps,
             "rounds": args.rounds,
             "warmup_steps": args.warmup,
-            "step": "forward + backward + AdamW, next-token loss over the whole sequence",
+            "step": "forward + backward + AdamW, "
+            + ("next-token loss over the whole sequence" if args.loss == "sequence" else "answer-token loss"),
+            "loss": args.loss,
             "flop_formula": FLOP_FORMULA,
             "gflop_per_step": flops / 1e9,
         },

@@ -69,7 +69,8 @@ def test_bench_training_compares_every_model_in_one_json(benchmarks, tmp_path):
     _check_machine(record, path, "bench_training")
     assert record["machine"]["note"] == "test" and record["machine"]["threads"] == 1
     models = record["models"]
-    peers = {"transformer_lens", "hf_gpt2_sdpa", "hf_gpt2_eager", "plain_torch_sdpa"}
+    peers = {"transformer_lens", "transformer_lens_stock_attention", "hf_gpt2_sdpa", "hf_gpt2_eager"}
+    peers |= {"plain_torch_sdpa"}
     assert set(models) == peers | {"transformer_lens_bf16"}
     assert (models["hf_gpt2_sdpa"]["attention"], models["hf_gpt2_eager"]["attention"]) == ("sdpa", "eager")
     assert {n: m["precision"] for n, m in models.items()} == {n: "fp32" for n in peers} | {
@@ -78,6 +79,10 @@ def test_bench_training_compares_every_model_in_one_json(benchmarks, tmp_path):
     assert isinstance(record["machine"]["cpu_native_bf16"], bool)
     for where, value in _numbers({k: record[k] for k in ("models", "matmul", "pcfg_data", "settings")}):
         assert math.isfinite(value) and value >= 0, where
+    assert models["transformer_lens"]["paired_time_vs_transformer_lens"] == 1.0
+    assert record["settings"]["loss"] == "sequence"
+    answer = json.loads(bench_training.main([*argv, "--loss", "answer"]).read_text())
+    assert answer["settings"]["loss"] == "answer" and "answer-token" in answer["settings"]["step"]
     settings, matmul = record["settings"], record["matmul"]["gflop_per_s"]["median"]
     assert settings["gflop_per_step"] > 0 and matmul > 0
     for name, model in models.items():
