@@ -10,14 +10,14 @@ prints it.
     python benchmarks/bench_training.py [--preset cpu] [--batch-size 32] [--steps 20] [--rounds 5] [--threads 1]
                                         [--loss sequence|answer] [--note "machine shared with ..."]
 
-A step is forward + backward + AdamW on the next-token loss over the whole sequence, so every position's logits
-get a gradient (``--loss answer``: on the answer token, as the PCFG study trains). Each model's ``ms_per_step``
-is the median over rounds; ``paired_time_vs_transformer_lens`` the median over rounds of its time over the
-TransformerLens model's in the same round, which a machine whose speed drifts between rounds moves less. FLOPs per step = tokens x (6 N + 12 n_layers d_model seq_len), tokens = batch x seq_len: 6 N for
-the weight matmuls (N: attention, MLP and unembedding weights; 2 N forward, 4 N backward) and 12 n_layers
-d_model seq_len for the attention scores and their weighted sum (PaLM's count, the masked half included). Layer
-norms, activations, softmax and the optimizer are not counted: they are the memory-bound rest. The matmul rate is
-2 n^3 over the time of an n x n fp32 matmul.
+A step is forward + backward + AdamW on the next-token loss over the whole sequence, so every position's logits get
+a gradient (``--loss answer``: on the answer token, as the PCFG study trains). Each model's ``ms_per_step`` is the
+median over rounds; ``paired_time_vs_transformer_lens`` the median over rounds of its time over the TransformerLens
+model's in the same round, which a machine whose speed drifts between rounds moves less. FLOPs per step = tokens x
+(6 N + 12 n_layers d_model seq_len), tokens = batch x seq_len: 6 N for the weight matmuls (N: attention, MLP and
+unembedding weights; 2 N forward, 4 N backward) and 12 n_layers d_model seq_len for the attention scores and their
+weighted sum (PaLM's count, the masked half included). Layer norms, activations, softmax and the optimizer are not
+counted: they are the memory-bound rest. The matmul rate is 2 n^3 over the time of an n x n fp32 matmul.
 
 Fairness: every model is warmed up first, then each round times ``--steps`` steps of every model in turn and one
 matmul measurement, and the median over rounds is reported with its range; a busy machine slows them alike.
