@@ -39,6 +39,7 @@ from interp.batches import Batch
 from interp.config import to_dict
 from interp.models import ModelConfig, bridge_config, build_model, preset
 from interp.runtime import resolve_device, set_threads
+from interp.training import batch_loss
 from procedural_tasks.pcfg_protocols import pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
 
@@ -141,7 +142,7 @@ def _sync(device: torch.device) -> None:
 BF16 = ("transformer_lens_bf16",)  # trained under bf16 autocast, as ``--precision bf16`` trains
 
 
-LOSSES = ("sequence", "answer")
+LOSSES = ("sequence", "answer")  # interp.training.batch_loss's, as TrainConfig.loss names them
 
 
 class Trainer:
@@ -163,14 +164,8 @@ class Trainer:
 
     def step(self) -> None:
         batch = self.batches[self.done % len(self.batches)]
-        tokens = batch.tokens
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(tokens)
-        if self.loss == "answer":
-            answer = logits[torch.arange(len(tokens), device=tokens.device), batch.answer_pos]
-            loss = F.cross_entropy(answer.float(), batch.answers)
-        else:
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten())
+            loss = batch_loss(self.model, batch, self.loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
