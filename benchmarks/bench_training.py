@@ -39,7 +39,7 @@ from interp.batches import Batch
 from interp.config import to_dict
 from interp.models import ModelConfig, bridge_config, build_model, preset
 from interp.runtime import resolve_device, set_threads
-from interp.training import batch_loss
+from interp.training import LOSSES, batch_loss
 from procedural_tasks.pcfg_protocols import pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
 
@@ -140,9 +140,6 @@ def _sync(device: torch.device) -> None:
 
 
 BF16 = ("transformer_lens_bf16",)  # trained under bf16 autocast, as ``--precision bf16`` trains
-
-
-LOSSES = ("sequence", "answer")  # interp.training.batch_loss's, as TrainConfig.loss names them
 
 
 class Trainer:

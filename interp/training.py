@@ -42,6 +42,7 @@ METRICS = "metrics.jsonl"
 # The largest lr accepted: larger ones overflow float32 inside torch's optimizers (AdamW's first step is
 # lr / (1 - beta1)) and crash there; anything up to it that diverges is recorded as a divergence.
 MAX_LR = 1e30
+LOSSES = ("answer", "sequence")  # cross-entropy on the answer token, or next-token on the whole sequence
 PRECISIONS = ("fp32", "bf16")  # bf16: the forward pass under torch.autocast; weights and optimizer stay fp32
 
 
@@ -91,8 +92,8 @@ class TrainConfig:
             raise ConfigError(f"unknown optimizer '{self.optimizer}'; use adamw or sgd")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.loss not in ("answer", "sequence"):
-            raise ConfigError(f"unknown loss '{self.loss}'; use answer or sequence")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss '{self.loss}'; use {' or '.join(LOSSES)}")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"unknown schedule '{self.schedule}'; use cosine or constant")
         if self.eval_every < 1:

@@ -32,7 +32,7 @@ from interp.lr_levels import LABELLINGS, LEVELS, checkpoint_pretrain_lr, lr_for_
 from interp.models import preset as model_preset
 from interp.runtime import numpy_rng
 from interp.study_runs import SweepOptions, study_flags
-from interp.training import PRECISIONS
+from interp.training import LOSSES, PRECISIONS
 from procedural_tasks.pcfg import sample_strings, to_text
 from procedural_tasks.pcfg_protocols import (
     SPEED_FIELDS,
@@ -304,7 +304,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="architecture preset (default: the study preset's)")
     p.add_argument(
         "--loss",
-        choices=["answer", "sequence"],
+        choices=LOSSES,
         help="answer-token loss, or the study's next-token loss on the whole sequence (default: the preset's)",
     )
     p.add_argument("--config", type=existing_file, help="a PretrainConfig JSON/YAML file; flags override it")
