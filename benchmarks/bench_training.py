@@ -1,7 +1,7 @@
 """One training step of the TransformerLens model against its peers, all measured in this one process: Hugging
 Face ``transformers`` GPT-2 of the same shape (SDPA and eager attention, built from a local GPT2Config, nothing
-downloaded), plain PyTorch with SDPA, the TransformerLens model with TransformerLens's stock attention (which
-``interp.causal_attention`` replaces bit for bit), the TransformerLens model under bf16 autocast (fast where the
+downloaded), plain PyTorch with SDPA, TransformerLens's stock native model (Python LayerNorm and masked_fill attention, which
+``interp.fused_kernels`` replaces with fused kernels where unhooked), the TransformerLens model under bf16 autocast (fast where the
 CPU has native bf16, which the machine record says), and the machine's own fp32 matmul rate, so that every
 figure is also a % of what a matmul reaches here; and the PCFG generator's batches/s against the training
 steps/s. Writes ``benchmarks/results/bench_training_<machine>_<date>.json`` (the machine described in it) and
@@ -115,8 +115,8 @@ class HFLogits(nn.Module):
 MODELS: dict[str, Callable[[ModelConfig, str], nn.Module]] = {
     "transformer_lens": lambda cfg, device: build_model(cfg, device=device),
     "transformer_lens_bf16": lambda cfg, device: build_model(cfg, device=device),
-    # TransformerLens's own masked_fill attention, which interp.causal_attention replaces bit for bit
-    "transformer_lens_stock_attention": lambda cfg, device: TransformerBridge.boot_native(
+    # TransformerLens's own LayerNorm and attention, which interp.fused_kernels replaces where unhooked
+    "transformer_lens_stock": lambda cfg, device: TransformerBridge.boot_native(
         bridge_config(cfg), device=resolve_device(device)
     ),
     "hf_gpt2_sdpa": lambda cfg, device: HFLogits(cfg, "sdpa").to(device),

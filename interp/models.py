@@ -17,8 +17,8 @@ import transformer_lens.model_bridge.sources.native  # noqa: F401  (attaches Tra
 from transformer_lens.config import TransformerBridgeConfig
 from transformer_lens.model_bridge import TransformerBridge
 
-from interp.causal_attention import use_additive_mask
 from interp.errors import ConfigError
+from interp.fused_kernels import use_fused_kernels
 from interp.gam import GAMConfig, GAMModel, build_gam
 from interp.runtime import resolve_device
 
@@ -181,15 +181,16 @@ def gam_config(config: ModelConfig) -> GAMConfig:
 
 
 def build_model(config: ModelConfig, *, device: str = "cpu") -> TransformerBridge | GAMModel:
-    """A randomly initialised model for ``config``, seeded by ``config.seed``: a TransformerBridge (its
-    attention adds the causal mask, ``interp.causal_attention``), or a ``GAMModel`` for ``architecture="gam"``.
+    """A randomly initialised model for ``config``, seeded by ``config.seed``: a TransformerBridge
+    (its LayerNorms and attention on fused kernels where unhooked, ``interp.fused_kernels``), or a ``GAMModel``
+    for ``architecture="gam"``.
 
     Construction runs inside ``fork_rng``, so the caller's global RNG is left untouched.
     """
     if config.architecture == "gam":
         return build_gam(gam_config(config), device=resolve_device(device))
     bridge = TransformerBridge.boot_native(bridge_config(config), device=resolve_device(device))
-    return use_additive_mask(bridge)
+    return use_fused_kernels(bridge)
 
 
 def n_params(model: torch.nn.Module) -> int:

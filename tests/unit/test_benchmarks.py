@@ -69,7 +69,7 @@ def test_bench_training_compares_every_model_in_one_json(benchmarks, tmp_path):
     _check_machine(record, path, "bench_training")
     assert record["machine"]["note"] == "test" and record["machine"]["threads"] == 1
     models = record["models"]
-    peers = {"transformer_lens", "transformer_lens_stock_attention", "hf_gpt2_sdpa", "hf_gpt2_eager"}
+    peers = {"transformer_lens", "transformer_lens_stock", "hf_gpt2_sdpa", "hf_gpt2_eager"}
     peers |= {"plain_torch_sdpa"}
     assert set(models) == peers | {"transformer_lens_bf16"}
     assert (models["hf_gpt2_sdpa"]["attention"], models["hf_gpt2_eager"]["attention"]) == ("sdpa", "eager")
