@@ -27,7 +27,7 @@ from interp.evaluation import evaluate
 from interp.models import build_model, n_params
 from interp.models import preset as model_preset
 from interp.runtime import resolve_device, set_threads
-from interp.training import TrainConfig, batch_loss, compiled, make_optimizer, train
+from interp.training import TrainConfig, batch_loss, compiled, make_optimizer, train, update_weights
 from procedural_tasks.pcfg_protocols import SpecBatches, counting_eval_sets, pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
 from procedural_tasks.story_batches import encode_stories, story_batch_fn
@@ -77,9 +77,7 @@ def step_breakdown(model, task: PCFGTask, config: TrainConfig, eval_n: int, devi
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         t2 = _now(device)
-        if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        update_weights(model, optimizer, config)
         t3 = _now(device)
         if step:  # step 0 warms up
             for name, ms in zip(parts, (t1 - t0, t2 - t1, t3 - t2), strict=True):

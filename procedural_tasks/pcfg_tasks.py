@@ -381,7 +381,7 @@ def sample(
     if spec.answer_operand is not None:
         answer = relation(family, text, spec.answer_operand, config, region)
         tokens[-2] = str(answer)
-    counts = tuple(count(text, t, region) for t in TERMINALS)
+    counts = tuple(int(c) for c in np.bincount(text[len(text) - region :], minlength=len(TERMINALS)))
     return Sample(tokens, to_text(text), family, operand, answer, bool(correlated), counts, region)  # type: ignore[arg-type]
 
 
