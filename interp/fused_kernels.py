@@ -8,9 +8,10 @@ the same functions in one kernel each. ``use_fused_kernels`` switches a bridge's
 - ``FusedLayerNorm``: the output is always ``nn.LayerNorm``'s, hooked or not. A hook on the scale or the
   normalized values runs TransformerLens's native-autograd path, which computes them beside that output and
   rebuilds the output only if a hook edits them; observing a LayerNorm changes no bit downstream.
-- ``FusedCausalAttention``: with no hook on ``hook_pattern`` or ``hook_attn_scores``, SDPA. With one, the explicit
-  pattern, causal mask added rather than filled in (a broadcast ``masked_fill`` costs about ten times an add on a
-  CPU), which is TransformerLens's stock result bit for bit. The two differ in rounding (about 1e-6 of a logit),
+- ``FusedCausalAttention``: with no hook on ``hook_pattern`` or ``hook_attn_scores``, SDPA (except in half
+  precision on a CPU, where torch's SDPA is several times slower than the explicit attention). Otherwise the
+  explicit pattern, causal mask added rather than filled in (a broadcast ``masked_fill`` costs about ten times an
+  add on a CPU), which is TransformerLens's stock result bit for bit. The two differ in rounding (about 1e-6 of a logit),
   as SDPA and eager attention do in Hugging Face models: ``run_with_cache`` with the patterns in its filter, or a
   pattern patched into its own model, gives ``model()``'s logits to rounding, not bit for bit. A padding mask,
   score soft-cap or grouped keys run the stock forward.
@@ -32,6 +33,12 @@ def _hooked(*points: nn.Module) -> bool:
     return any(
         p._forward_hooks or p._forward_pre_hooks or p._backward_hooks or p._backward_pre_hooks for p in points
     )
+
+
+def _slow_sdpa(q: torch.Tensor) -> bool:
+    """SDPA on a CPU in bf16 or fp16 (autocast): 23 ms forward and backward against 4 ms in fp32 for the cpu
+    preset's attention (torch 2.13, AVX-512 with native bf16), where the explicit attention takes 4 ms."""
+    return q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16)
 
 
 class FusedLayerNorm(NormalizationBridge):
@@ -69,7 +76,7 @@ class FusedCausalAttention(NativeAttention):
         v = self.v(hidden_states).view(batch, seq, self.n_heads, self.d_head).transpose(1, 2)
         if self.rotary is not None:
             q, k = self.rotary.apply_rope(q, k, position_ids=position_ids)
-        if not self.pattern_hooks or _hooked(*self.pattern_hooks):
+        if not self.pattern_hooks or _hooked(*self.pattern_hooks) or _slow_sdpa(q):
             scores = torch.matmul(q, k.transpose(-2, -1)) / self.scale
             mask = torch.zeros((seq, seq), dtype=scores.dtype, device=scores.device)
             pattern = F.softmax(

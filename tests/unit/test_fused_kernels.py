@@ -151,7 +151,7 @@ def test_a_copied_model_watches_its_own_hook_points() -> None:
     assert hooks.attn_pattern(0) in cache
 
 
-def test_padding_takes_the_stock_path_and_bf16_autocast_stays_close() -> None:
+def test_padding_takes_the_stock_path_and_bf16_autocast_the_explicit_attention(monkeypatch) -> None:
     ours, stock = _pair(dataclasses.replace(SHAPES["gpt"], seed=3))
     tokens = _tokens(4, batch=4)
     padding = torch.ones(4, 12, dtype=torch.long)
@@ -159,5 +159,10 @@ def test_padding_takes_the_stock_path_and_bf16_autocast_stays_close() -> None:
     torch.testing.assert_close(
         ours(tokens, attention_mask=padding), stock(tokens, attention_mask=padding), **ROUNDING
     )
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("SDPA ran in bf16 on a CPU")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", refuse)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.testing.assert_close(ours(tokens), stock(tokens), rtol=0.05, atol=0.05)
