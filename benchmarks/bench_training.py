@@ -1,11 +1,11 @@
 """One training step of the TransformerLens model against its peers, all measured in this one process: Hugging
 Face ``transformers`` GPT-2 of the same shape (SDPA and eager attention, built from a local GPT2Config, nothing
-downloaded), plain PyTorch with SDPA, TransformerLens's stock native model (Python LayerNorm and masked_fill attention, which
-``interp.fused_kernels`` replaces with fused kernels where unhooked), the TransformerLens model under bf16 autocast (fast where the
-CPU has native bf16, which the machine record says), and the machine's own fp32 matmul rate, so that every
-figure is also a % of what a matmul reaches here; and the PCFG generator's batches/s against the training
-steps/s. Writes ``benchmarks/results/bench_training_<machine>_<date>.json`` (the machine described in it) and
-prints it.
+downloaded), plain PyTorch with SDPA, TransformerLens's stock native model (Python LayerNorm and masked_fill
+attention, which ``interp.fused_kernels`` replaces with fused kernels where unhooked), the TransformerLens model
+under bf16 autocast (fast where the CPU has native bf16, which the machine record says), and the machine's own fp32
+matmul rate, so that every figure is also a % of what a matmul reaches here; and the PCFG generator's batches/s
+against the training steps/s. Writes ``benchmarks/results/bench_training_<machine>_<date>.json`` (the machine
+described in it) and prints it.
 
     python benchmarks/bench_training.py [--preset cpu] [--batch-size 32] [--steps 20] [--rounds 5] [--threads 1]
                                         [--loss sequence|answer] [--note "machine shared with ..."]
