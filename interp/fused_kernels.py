@@ -11,10 +11,10 @@ the same functions in one kernel each. ``use_fused_kernels`` switches a bridge's
 - ``FusedCausalAttention``: with no hook on ``hook_pattern`` or ``hook_attn_scores``, SDPA (except in half
   precision on a CPU, where torch's SDPA is several times slower than the explicit attention). Otherwise the
   explicit pattern, causal mask added rather than filled in (a broadcast ``masked_fill`` costs about ten times an
-  add on a CPU), which is TransformerLens's stock result bit for bit. The two differ in rounding (about 1e-6 of a logit),
-  as SDPA and eager attention do in Hugging Face models: ``run_with_cache`` with the patterns in its filter, or a
-  pattern patched into its own model, gives ``model()``'s logits to rounding, not bit for bit. A padding mask,
-  score soft-cap or grouped keys run the stock forward.
+  add on a CPU), which is TransformerLens's stock result bit for bit. The two differ in rounding (about 1e-6 of a
+  logit), as SDPA and eager attention do in Hugging Face models: ``run_with_cache`` with the patterns in its
+  filter, or a pattern patched into its own model, gives ``model()``'s logits to rounding, not bit for bit. A
+  padding mask, score soft-cap or grouped keys run the stock forward.
 
 Neither class adds parameters or buffers, so state dicts and the bridge's references are unchanged.
 """
