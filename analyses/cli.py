@@ -21,6 +21,7 @@ from interp.config import lookup
 from interp.errors import ConfigError, FtmechError
 from interp.jsonio import print_json, read_json
 from interp.run_dirs import claim_output
+from interp.sweep_workers import start_worker_server
 
 STUDIES = {name: f"analyses.{name}" for name in ("pcfg", "tracr", "tinystories", "audit_bench", "gam")}
 NOT_SETTINGS = ("handler", "claim_output", "out", "overwrite", "resume", "no_progress", "threads")
@@ -115,6 +116,9 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ftmech``; returns the exit code (2 for user errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["reproduce"]:
+        start_worker_server()  # the workers' imports then run beside this process's own (the studies')
     try:
         return run_command(build_parser().parse_args(argv))
     except FtmechError as exc:

@@ -15,6 +15,7 @@ Placement never changes a result: jobs are deterministic functions of their kwar
 import importlib
 import json
 import math
+import multiprocessing
 import os
 import socket
 import sys
@@ -22,7 +23,8 @@ import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import get_context
+from multiprocessing import forkserver, get_context
+from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ DONE = "DONE"
 RUNNING = "RUNNING"
 ERROR_LOG = "error.log"
 RAY_MISSING = "--executor ray needs the ray extra: pip install 'ftmech[ray]'"
+PRELOAD = ("interp.models",)  # torch, TransformerLens and the model module: most of any job's imports
 
 
 def check_gpu_fraction(gpus_per_job: float | None) -> None:
@@ -133,9 +136,33 @@ def execute_job(job: dict[str, Any], threads: int, sys_path: list[str]) -> dict[
         }
 
 
-def _pin_gpu(gpu: str) -> None:
-    """A local worker's initializer: the process sees only ``gpu`` (set before anything starts CUDA)."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+def worker_context() -> BaseContext:
+    """How local worker processes start: forked from a server process that has imported ``PRELOAD`` once, so
+    a new worker is ready at once where a spawned one would import torch and TransformerLens itself (seconds
+    per worker); spawn where the OS has no forkserver. Either way a worker holds no torch state of the
+    parent's."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return get_context("spawn")
+    context = get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    return context
+
+
+def start_worker_server() -> None:
+    """Start ``worker_context``'s server now, so that its imports overlap the caller's own (the command line
+    calls this before it imports a study); a no-op without a forkserver or when it is running."""
+    if worker_context().get_start_method() == "forkserver":
+        forkserver.ensure_running()
+
+
+def _init_worker(environ: dict[str, str], gpu: str | None) -> None:
+    """A local worker's initializer: the environment of the process that made the pool (a forked worker
+    would otherwise have its server's, taken when the server started), and, given ``gpu``, only that GPU
+    visible (set before anything starts CUDA)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
 
 
 class Backend:
@@ -159,7 +186,7 @@ class Backend:
 
 
 class LocalBackend(Backend):
-    """``ProcessPoolExecutor``s with the spawn context (no forked torch state, same on every OS): one pool of
+    """``ProcessPoolExecutor``s of ``worker_context``'s processes: one pool of
     ``workers`` processes, or, with ``gpus_per_job`` and GPUs visible, one pool of floor(1 / f) processes per GPU.
     """
 
@@ -175,8 +202,12 @@ class LocalBackend(Backend):
 
     def _new_pool(self, index: int) -> ProcessPoolExecutor:
         gpu, n = self.groups[index]
-        pin = {} if gpu is None else {"initializer": _pin_gpu, "initargs": (gpu,)}
-        return ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"), **pin)
+        return ProcessPoolExecutor(
+            max_workers=n,
+            mp_context=worker_context(),
+            initializer=_init_worker,
+            initargs=(dict(os.environ), gpu),
+        )
 
     def submit(self, job: dict[str, Any]) -> Future:
         index = min(range(len(self.pools)), key=lambda i: self.running[i])  # the least-loaded GPU

@@ -457,7 +457,7 @@ def _acceptance(config: PCFGTaskConfig, operand_pt: str, operand_ft: str, q: int
     return table
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=128)
 def _eval_set(config: PCFGTaskConfig, name: str, spec: SampleSpec, n: int, seed: int) -> EvalSet:
     task = PCFGTask(config)
     samples = task.samples(spec, n, numpy_rng(seed, STREAM_EVAL, _stable_id(name)))

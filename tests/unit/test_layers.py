@@ -1,11 +1,14 @@
 """The package layers point down (interp <- procedural_tasks <- analyses), with no import cycles, no module
-importing a command-line module but the ``ftmech`` dispatcher, and no file over the size limit.
+importing a command-line module but the ``ftmech`` dispatcher, no file over the size limit, and a package that
+imports torch only when a module that needs it is used.
 
 The import graph is read from the source with ``ast`` (imports inside functions included), so a lazy import
 cannot hide an upward arrow.
 """
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +149,15 @@ def test_checker_accepts_downward_imports(tmp_path, source) -> None:
     root = _tree(tmp_path, {"interp/b.py": "x = 1\n", "analyses/study.py": source})
     graph = import_graph(root)
     assert layer_violations(graph) == [] and cycles(graph) == []
+
+
+def test_the_package_resolves_its_exports_on_first_use_and_imports_no_torch_itself() -> None:
+    code = (
+        "import sys, interp, interp.config, interp.errors, analyses.cli\n"
+        "assert 'torch' not in sys.modules, 'importing interp or the command line loaded torch'\n"
+        "assert sorted(interp.__all__) == sorted(interp._EXPORTS)\n"
+        "missing = [name for name in interp.__all__ if getattr(interp, name, None) is None]\n"
+        "assert not missing, missing\n"
+        "assert interp.build_model is __import__('interp.models').models.build_model\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True)

@@ -364,6 +364,32 @@ def test_gpu_fractions_pack_floor_one_over_f_jobs_per_gpu_and_are_validated(monk
         run_jobs([], ray_address="127.0.0.1:6379")
 
 
+def worker_state(*, out_dir: Path, name: str) -> dict:
+    """What a worker process holds when its job starts: an environment variable and its torch threads."""
+    import sys
+
+    import torch
+
+    return {
+        "env": os.environ.get(name),
+        "threads": torch.get_num_threads(),
+        "models": "interp.models" in sys.modules,
+    }
+
+
+def test_local_workers_fork_from_a_preloaded_server_and_see_the_pools_environment(tmp_path, monkeypatch):
+    sweep_workers.start_worker_server()  # the server's environment predates the variable below
+    monkeypatch.setenv("FTMECH_TEST_WORKER_ENV", "set after the server started")
+    results = run_jobs(
+        [_job("w", "worker_state", tmp_path / "w", name="FTMECH_TEST_WORKER_ENV")], progress=False
+    )
+    assert results[0].status == "ok", results[0].error
+    state = results[0].value
+    assert state["env"] == "set after the server started" and state["threads"] == 1
+    if sweep_workers.worker_context().get_start_method() == "forkserver":
+        assert state["models"]  # preloaded: the worker did not import torch and TransformerLens itself
+
+
 def test_packed_local_workers_are_pinned_to_their_gpu_and_give_the_same_files(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_workers, "visible_gpus", lambda: ["3", "5"])
     jobs = [_job(f"g{s}", "visible_gpu", tmp_path / f"g{s}", seed=s) for s in (0, 1)]
