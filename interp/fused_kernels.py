@@ -17,6 +17,7 @@ the same functions in one kernel each. ``use_fused_kernels`` switches a bridge's
   padding mask, score soft-cap or grouped keys run the stock forward.
 
 Neither class adds parameters or buffers, so state dicts and the bridge's references are unchanged.
+``materialise_attention`` pins a model to the explicit attention, for comparisons against that baseline.
 """
 
 import torch
@@ -26,6 +27,8 @@ from transformer_lens.model_bridge.generalized_components.attention import Atten
 from transformer_lens.model_bridge.generalized_components.normalization import NormalizationBridge
 from transformer_lens.model_bridge.sources.native.model import NativeAttention
 from transformer_lens.utilities.activation_functions import softcap_enabled
+
+from interp.errors import ConfigError
 
 
 def _hooked(*points: nn.Module) -> bool:
@@ -102,4 +105,21 @@ def use_fused_kernels(model: nn.Module) -> nn.Module:
         elif isinstance(module, AttentionBridge) and type(module.original_component) is NativeAttention:
             module.original_component.__class__ = FusedCausalAttention
             module.original_component.pattern_hooks = (module.hook_pattern, module.hook_attn_scores)
+    return model
+
+
+def _keep(pattern: torch.Tensor, hook: nn.Module) -> torch.Tensor:
+    return pattern
+
+
+def materialise_attention(model: nn.Module) -> nn.Module:
+    """``model`` with every attention pattern computed explicitly and kept for backward (an N x N tensor per
+    head), as TransformerLens's stock attention and the usual reference transformer compute it: a permanent
+    pass-through hook on each ``hook_pattern`` selects ``FusedCausalAttention``'s explicit path. The baseline for
+    cost comparisons that assume quadratic attention memory; returns ``model``, changed in place."""
+    bridges = [m for m in model.modules() if isinstance(m, AttentionBridge)]
+    if not bridges:
+        raise ConfigError(f"{type(model).__name__} has no attention whose pattern could be materialised")
+    for bridge in bridges:
+        bridge.hook_pattern.add_hook(_keep, is_permanent=True)
     return model

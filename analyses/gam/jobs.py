@@ -14,6 +14,10 @@ from interp.sweeps import Planner
 from procedural_tasks.pcfg_protocols import study_preset
 
 ARCHS = ("transformer", "gam")
+# The cost comparison's models, by name: (architecture, attention pattern materialised). The study trains the
+# transformer on fused attention (SDPA keeps no N x N pattern); the paper's transformer materialises it.
+THROUGHPUT = {"transformer": ("transformer", False), "transformer_materialised": ("transformer", True)}
+THROUGHPUT |= {"gam": ("gam", False)}
 PCFG = "analyses.pcfg.jobs"
 FT_LEVEL = "M"  # eta_M (main text): eta_PT / 10, the PCFG study's fine-tuning and reverse LR
 
@@ -24,7 +28,7 @@ class Plan:
 
     planner: Planner
     corpus: str
-    throughput: dict[str, Path]
+    throughput: dict[str, Path]  # THROUGHPUT's names
     lm: dict[tuple[str, int], Path]
     pcfg: dict[tuple[str, str, int], Path]  # (arch, run, seed): window runs and the wrapper protocol
     models: dict[str, dict[str, Any]]  # "transformer", "gam" (paper kernel), "gam_covering"
@@ -46,13 +50,14 @@ def plan_study(config: GAMStudyConfig, root: Path) -> Plan:
     }
     corpus = resolve_corpus(config.corpus)
     throughput = {
-        arch: planner.add(
+        name: planner.add(
             "throughput",
             "analyses.gam.lm:job_throughput",
-            {"model": models[arch], "lengths": list(config.lengths), "batch_size": config.throughput_batch}
-            | {"steps": config.throughput_steps, "vocab": config.lm_vocab, "device": config.device},
+            {"model": models[arch], "materialise_attention": materialise, "lengths": list(config.lengths)}
+            | {"batch_size": config.throughput_batch, "steps": config.throughput_steps}
+            | {"vocab": config.lm_vocab, "device": config.device},
         )
-        for arch in ARCHS
+        for name, (arch, materialise) in THROUGHPUT.items()
     }
     lm_common = {"corpus": corpus, "n_stories": config.n_stories, "vocab": config.lm_vocab}
     lm_common |= {"seq_len": config.lm_seq_len, "batch_size": config.lm_batch_size, "steps": config.lm_steps}

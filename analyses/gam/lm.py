@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from interp import fused_kernels
 from interp.batches import Batch
 from interp.config import from_dict
 from interp.jsonio import write_json
@@ -137,15 +138,26 @@ def saved_bytes(model: torch.nn.Module, tokens: torch.Tensor) -> int:
 
 
 def job_throughput(
-    *, out_dir: Path, model: dict, lengths: list[int], batch_size: int, steps: int, vocab: int, device: str
+    *,
+    out_dir: Path,
+    model: dict,
+    materialise_attention: bool,
+    lengths: list[int],
+    batch_size: int,
+    steps: int,
+    vocab: int,
+    device: str,
 ) -> dict:
     """Seconds per training step (forward, backward, AdamW; median of ``steps`` after a warm-up), tokens per
-    second and activation memory of one model at each sequence length."""
+    second and activation memory of one model at each sequence length; ``materialise_attention``: with its
+    attention patterns computed and kept (``interp.fused_kernels.materialise_attention``)."""
     set_threads(1)
     rows = []
     for length in lengths:
         config = from_dict(ModelConfig, model).for_task(d_vocab=vocab, n_ctx=length)
         net = build_model(config, device=device)
+        if materialise_attention:
+            fused_kernels.materialise_attention(net)
         optimizer = make_optimizer(net, TrainConfig(steps=1))
         tokens = torch.randint(0, vocab, (batch_size, length), generator=torch.Generator().manual_seed(0))
         batch = lm_batch(tokens).to(device)

@@ -27,7 +27,7 @@ from interp.jsonio import read_json
 from interp.sweeps import JobResult
 from procedural_tasks.pcfg_protocols import study_preset
 
-SCHEMA = 1
+SCHEMA_VERSION = 2  # of results.json; bumped when a field changes meaning (2: the materialised transformer)
 TARGET = "count_a@cte0"
 
 
@@ -157,7 +157,7 @@ def collect(config: GAMStudyConfig, plan: Plan, results: list[JobResult], *, wal
     """The study's summary (every job must have finished)."""
     summary = {
         "study": STUDY,
-        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
         "config": to_dict(config),
         "models": plan.models,
         "paper": {

@@ -12,7 +12,10 @@ def test_tiny_gam_study_writes_results_and_report(tmp_path, capsys) -> None:
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["study"] == "gam" and results["lm"]["corpus"] == "synthetic"
-    assert set(results["throughput"]) == {"transformer", "gam"}
+    tp = results["throughput"]
+    assert set(tp) == {"transformer", "transformer_materialised", "gam"}
+    kept = [tp[name]["rows"][-1]["activation_mib"] for name in ("transformer_materialised", "transformer")]
+    assert kept[0] > kept[1]  # the N x N patterns, kept for backward
     assert [r["length"] for r in results["throughput"]["gam"]["rows"]] == [16, 32, 64]
     assert results["lm"]["n_params"]["gam"] == results["lm"]["n_params"]["transformer"]
     assert {r["arch"] for r in results["wrapper"]} == {"transformer", "gam"}

@@ -12,7 +12,8 @@ from transformer_lens.model_bridge.generalized_components.normalization import N
 from transformer_lens.model_bridge.sources.native.model import NativeAttention
 
 from interp import hooks
-from interp.fused_kernels import FusedCausalAttention, FusedLayerNorm
+from interp.errors import ConfigError
+from interp.fused_kernels import FusedCausalAttention, FusedLayerNorm, materialise_attention
 from interp.models import LLAMA_STYLE, ModelConfig, bridge_config, build_model, copy_model
 
 SHAPES = {
@@ -166,3 +167,22 @@ def test_padding_takes_the_stock_path_and_bf16_autocast_the_explicit_attention(m
     monkeypatch.setattr(F, "scaled_dot_product_attention", refuse)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         torch.testing.assert_close(ours(tokens), stock(tokens), rtol=0.05, atol=0.05)
+
+
+def test_a_materialised_model_keeps_the_stock_attention_and_its_patterns_for_backward(monkeypatch) -> None:
+    ours, stock = _pair(SHAPES["gpt"])
+    tokens = _tokens(4)
+    materialise_attention(ours)
+    ours.reset_hooks()  # the pass-through hooks are permanent
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("SDPA ran in a materialised model")
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", refuse)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        logits = ours(tokens)
+    torch.testing.assert_close(logits, stock(tokens), **ROUNDING)
+    assert sum(shape == (8, 4, 12, 12) for shape in saved) >= SHAPES["gpt"].n_layers  # a pattern per layer
+    with pytest.raises(ConfigError, match="no attention"):
+        materialise_attention(torch.nn.Linear(2, 2))
