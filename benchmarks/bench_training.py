@@ -10,14 +10,15 @@ described in it) and prints it.
     python benchmarks/bench_training.py [--preset cpu] [--batch-size 32] [--steps 20] [--rounds 5] [--threads 1]
                                         [--loss sequence|answer] [--note "machine shared with ..."]
 
-A step is forward + backward + AdamW on the next-token loss over the whole sequence, so every position's logits get
-a gradient (``--loss answer``: on the answer token, as the PCFG study trains). Each model's ``ms_per_step`` is the
-median over rounds; ``paired_time_vs_transformer_lens`` the median over rounds of its time over the TransformerLens
-model's in the same round, which a machine whose speed drifts between rounds moves less. FLOPs per step = tokens x
-(6 N + 12 n_layers d_model seq_len), tokens = batch x seq_len: 6 N for the weight matmuls (N: attention, MLP and
-unembedding weights; 2 N forward, 4 N backward) and 12 n_layers d_model seq_len for the attention scores and their
-weighted sum (PaLM's count, the masked half included). Layer norms, activations, softmax and the optimizer are not
-counted: they are the memory-bound rest. The matmul rate is 2 n^3 over the time of an n x n fp32 matmul.
+A step is forward + backward + the training engine's update (gradient clipping, fused AdamW) on the next-token loss
+over the whole sequence, so every position's logits get a gradient (``--loss answer``: on the answer token, as the
+PCFG study trains). Each model's ``ms_per_step`` is the median over rounds; ``paired_time_vs_transformer_lens`` the
+median over rounds of its time over the TransformerLens model's in the same round, which a machine whose speed
+drifts between rounds moves less. FLOPs per step = tokens x (6 N + 12 n_layers d_model seq_len), tokens = batch x
+seq_len: 6 N for the weight matmuls (N: attention, MLP and unembedding weights; 2 N forward, 4 N backward) and 12
+n_layers d_model seq_len for the attention scores and their weighted sum (PaLM's count, the masked half included).
+Layer norms, activations, softmax and the optimizer are not counted: they are the memory-bound rest. The matmul rate
+is 2 n^3 over the time of an n x n fp32 matmul.
 
 Fairness: every model is warmed up first, then each round times ``--steps`` steps of every model in turn and one
 matmul measurement, and the median over rounds is reported with its range; a busy machine slows them alike.
@@ -39,7 +40,7 @@ from interp.batches import Batch
 from interp.config import to_dict
 from interp.models import ModelConfig, bridge_config, build_model, preset
 from interp.runtime import resolve_device, set_threads
-from interp.training import LOSSES, batch_loss
+from interp.training import LOSSES, TrainConfig, batch_loss, make_optimizer, update_weights
 from procedural_tasks.pcfg_protocols import pretrain_spec, study_preset
 from procedural_tasks.pcfg_tasks import PCFGTask
 
@@ -143,7 +144,8 @@ BF16 = ("transformer_lens_bf16",)  # trained under bf16 autocast, as ``--precisi
 
 
 class Trainer:
-    """One model with its AdamW, stepping on a fixed list of PCFG batches: the next-token loss at every position
+    """One model stepping on a fixed list of PCFG batches with the training engine's update (``make_optimizer``'s
+    AdamW and ``update_weights``' gradient clipping, as every study trains): the next-token loss at every position
     (``sequence``) or the study's loss on the answer token alone (``answer``)."""
 
     def __init__(
@@ -155,7 +157,8 @@ class Trainer:
         loss: str = "sequence",
     ) -> None:
         self.model, self.batches, self.device, self.bf16 = model.train(), batches, device, bf16
-        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        self.recipe = TrainConfig(steps=1)
+        self.opt = make_optimizer(model, self.recipe)
         self.loss = loss
         self.done = 0
 
@@ -165,7 +168,7 @@ class Trainer:
             loss = batch_loss(self.model, batch, self.loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt.step()
+        update_weights(self.model, self.opt, self.recipe)
         self.done += 1
 
     def seconds_per_step(self, steps: int) -> float:
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> Path:
             "steps_per_round": args.steps,
             "rounds": args.rounds,
             "warmup_steps": args.warmup,
-            "step": "forward + backward + AdamW, "
+            "step": "forward + backward + gradient clipping + fused AdamW (interp.training's update), "
             + ("next-token loss over the whole sequence" if args.loss == "sequence" else "answer-token loss"),
             "loss": args.loss,
             "flop_formula": FLOP_FORMULA,
