@@ -16,8 +16,11 @@ from procedural_tasks.pcfg_protocols import study_preset
 ARCHS = ("transformer", "gam")
 # The cost comparison's models, by name: (architecture, attention pattern materialised). The study trains the
 # transformer on fused attention (SDPA keeps no N x N pattern); the paper's transformer materialises it.
-THROUGHPUT = {"transformer": ("transformer", False), "transformer_materialised": ("transformer", True)}
-THROUGHPUT |= {"gam": ("gam", False)}
+THROUGHPUT = {
+    "transformer": ("transformer", False),
+    "transformer_materialised": ("transformer", True),
+    "gam": ("gam", False),
+}
 PCFG = "analyses.pcfg.jobs"
 FT_LEVEL = "M"  # eta_M (main text): eta_PT / 10, the PCFG study's fine-tuning and reverse LR
 

@@ -9,8 +9,11 @@ from interp.figures import curves_figure
 from interp.reports import Section, Table, write_report
 
 ARCH_NAMES = {"transformer": "Transformer", "gam": "GAM"}
-COST_NAMES = {"transformer_materialised": "Transformer, pattern materialised (the paper's)"}
-COST_NAMES |= {"transformer": "Transformer, fused attention (SDPA)", "gam": "GAM"}
+COST_NAMES = {
+    "transformer_materialised": "Transformer, pattern materialised (the paper's)",
+    "transformer": "Transformer, fused attention (SDPA)",
+    "gam": "GAM",
+}
 
 
 def _findings(results: dict) -> Section:
